@@ -1,0 +1,215 @@
+//! The records the store keeps, and the requests that select them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use herald_core::delivery::{AdHocTarget, DeliveryStatus};
+use herald_core::retry::RetryPolicy;
+use herald_core::{AttemptId, DeliveryId, EndpointId, MessageId, TenantId};
+use serde::{Deserialize, Serialize};
+
+/// Unix milliseconds: how every backend keeps time, cheap to compare and index.
+pub type Millis = i64;
+
+pub fn to_millis(t: DateTime<Utc>) -> Millis {
+    t.timestamp_millis()
+}
+
+pub fn from_millis(ms: Millis) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    /// Default retry policy for the tenant's endpoints that set none.
+    pub retry_policy: Option<RetryPolicy>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredMessage {
+    pub id: MessageId,
+    pub tenant_id: TenantId,
+    pub event_type: String,
+    /// Compact sorted JSON, exactly the bytes sent.
+    pub payload: String,
+    pub headers: BTreeMap<String, String>,
+    pub context: Option<serde_json::Value>,
+    pub idempotency_key: Option<String>,
+    pub created_at: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub message_id: MessageId,
+    pub tenant_id: TenantId,
+    /// `None` for an ad-hoc callback, which carries its `target` instead.
+    pub endpoint_id: Option<EndpointId>,
+    pub target: Option<AdHocTarget>,
+    pub status: DeliveryStatus,
+    /// HTTP tries made so far, the first included.
+    pub attempts: u32,
+    /// `attempts` when the current retry budget began (raised by replay).
+    pub attempt_base: u32,
+    pub next_attempt_at: Option<Millis>,
+    pub last_error: Option<String>,
+    pub dead_reason: Option<String>,
+    pub dead_at: Option<Millis>,
+    /// Commit order, assigned by the store: ordered endpoints deliver in this order.
+    pub seq: i64,
+    pub created_at: Millis,
+}
+
+impl Delivery {
+    /// A new pending delivery due now.
+    pub fn new(
+        message: &StoredMessage,
+        endpoint_id: Option<EndpointId>,
+        target: Option<AdHocTarget>,
+        now: Millis,
+    ) -> Self {
+        Self {
+            id: DeliveryId::new(),
+            message_id: message.id.clone(),
+            tenant_id: message.tenant_id.clone(),
+            endpoint_id,
+            target,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            attempt_base: 0,
+            next_attempt_at: Some(now),
+            last_error: None,
+            dead_reason: None,
+            dead_at: None,
+            seq: 0,
+            created_at: now,
+        }
+    }
+
+    /// The URL this delivery goes to, when it is ad hoc.
+    pub fn adhoc_url(&self) -> Option<&str> {
+        self.target.as_ref().map(|t| t.url.as_str())
+    }
+}
+
+/// A message and its deliveries, committed together.
+#[derive(Clone, Debug)]
+pub struct Ingest {
+    pub message: StoredMessage,
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(Clone, Debug)]
+pub enum IngestResult {
+    /// Committed; the deliveries carry their commit `seq`.
+    Created(Vec<Delivery>),
+    /// The idempotency key was seen before: the first message's id.
+    Duplicate(MessageId),
+}
+
+/// One HTTP try, as the attempt log keeps it (secrets redacted before it gets here).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub id: AttemptId,
+    pub delivery_id: DeliveryId,
+    pub message_id: MessageId,
+    pub tenant_id: TenantId,
+    pub endpoint_id: Option<EndpointId>,
+    /// 1 for the first try.
+    pub attempt: u32,
+    pub method: String,
+    pub url: String,
+    pub request_headers: Vec<(String, String)>,
+    pub response_status: Option<u16>,
+    pub response_headers: Vec<(String, String)>,
+    pub response_body: Option<String>,
+    pub duration_ms: u64,
+    /// `success`, `retry` or `failed`.
+    pub outcome: String,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    pub created_at: Millis,
+}
+
+/// Where a delivery goes after a try.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NextState {
+    Succeeded,
+    Retry { at: Millis, error: String },
+    Dead { reason: String },
+    /// Dead, and its endpoint disabled with its other open deliveries dead-lettered.
+    DisableEndpoint { endpoint_id: EndpointId, reason: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub attempt: Attempt,
+    pub next: NextState,
+    pub now: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutcomeApplied {
+    /// The delivery moved on; `also_dead` lists deliveries dead-lettered with it
+    /// (`disable_endpoint`).
+    Applied { also_dead: Vec<DeliveryId> },
+    /// The delivery was closed meanwhile; only the attempt was kept.
+    Stale,
+}
+
+/// A page request: newest first, `cursor` is the last id of the previous page.
+#[derive(Clone, Debug, Default)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MessageFilter {
+    pub event_type: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AttemptFilter {
+    pub message_id: Option<MessageId>,
+    pub endpoint_id: Option<EndpointId>,
+    pub delivery_id: Option<DeliveryId>,
+    pub outcome: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DeadLetterFilter {
+    pub endpoint_id: Option<EndpointId>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+}
+
+/// A dead delivery as the dead-letter queue shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    pub delivery: Delivery,
+    pub url: String,
+    pub event_type: String,
+    /// False once its endpoint was deleted.
+    pub replayable: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum ReplaySelector {
+    One(DeliveryId),
+    Bulk(DeadLetterFilter),
+}

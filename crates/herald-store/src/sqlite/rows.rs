@@ -1,0 +1,165 @@
+//! Decoding SQLite rows into the store's records, and the small SQL helpers the
+//! queries share.
+
+use herald_core::delivery::DeliveryStatus;
+use herald_core::{DeliveryId, EndpointId, MessageId, TenantId};
+use rusqlite::types::{FromSql, Value};
+use rusqlite::Row;
+use serde::de::DeserializeOwned;
+
+use crate::{Attempt, Delivery, Page, PageRequest, StoredMessage, Tenant};
+
+pub(crate) const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.message_id, d.tenant_id, d.endpoint_id, \
+    d.target, d.status, d.attempts, d.attempt_base, d.next_attempt_at, d.last_error, \
+    d.dead_reason, d.dead_at, d.created_at";
+
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "id, tenant_id, event_type, payload, headers, context, idempotency_key, created_at";
+
+pub(crate) const ATTEMPT_COLUMNS: &str = "id, delivery_id, message_id, tenant_id, endpoint_id, \
+    attempt, method, url, request_headers, response_status, response_headers, response_body, \
+    duration_ms, outcome, error_kind, error, created_at";
+
+fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+}
+
+pub(crate) fn json<T: DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(conversion)
+}
+
+fn opt_json<T: DeserializeOwned>(text: Option<String>) -> rusqlite::Result<Option<T>> {
+    text.map(|t| json(&t)).transpose()
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("store records serialize")
+}
+
+fn get<T: FromSql>(row: &Row<'_>, i: usize) -> rusqlite::Result<T> {
+    row.get(i)
+}
+
+pub(crate) fn tenant(row: &Row<'_>) -> rusqlite::Result<Tenant> {
+    Ok(Tenant {
+        id: TenantId::from_stored(get(row, 0)?),
+        name: get(row, 1)?,
+        retry_policy: opt_json(get(row, 2)?)?,
+        created_at: get(row, 3)?,
+        updated_at: get(row, 4)?,
+    })
+}
+
+pub(crate) fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+    let status: String = get(row, 6)?;
+    Ok(Delivery {
+        seq: get(row, 0)?,
+        id: DeliveryId::from_stored(get(row, 1)?),
+        message_id: MessageId::from_stored(get(row, 2)?),
+        tenant_id: TenantId::from_stored(get(row, 3)?),
+        endpoint_id: get::<Option<String>>(row, 4)?.map(EndpointId::from_stored),
+        target: opt_json(get(row, 5)?)?,
+        status: DeliveryStatus::parse(&status).ok_or_else(|| {
+            conversion(std::io::Error::other(format!("unknown status {status}")))
+        })?,
+        attempts: get(row, 7)?,
+        attempt_base: get(row, 8)?,
+        next_attempt_at: get(row, 9)?,
+        last_error: get(row, 10)?,
+        dead_reason: get(row, 11)?,
+        dead_at: get(row, 12)?,
+        created_at: get(row, 13)?,
+    })
+}
+
+pub(crate) fn message(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
+    Ok(StoredMessage {
+        id: MessageId::from_stored(get(row, 0)?),
+        tenant_id: TenantId::from_stored(get(row, 1)?),
+        event_type: get(row, 2)?,
+        payload: get(row, 3)?,
+        headers: opt_json(get(row, 4)?)?.unwrap_or_default(),
+        context: opt_json(get(row, 5)?)?,
+        idempotency_key: get(row, 6)?,
+        created_at: get(row, 7)?,
+    })
+}
+
+pub(crate) fn attempt(row: &Row<'_>) -> rusqlite::Result<Attempt> {
+    Ok(Attempt {
+        id: herald_core::AttemptId::from_stored(get(row, 0)?),
+        delivery_id: DeliveryId::from_stored(get(row, 1)?),
+        message_id: MessageId::from_stored(get(row, 2)?),
+        tenant_id: TenantId::from_stored(get(row, 3)?),
+        endpoint_id: get::<Option<String>>(row, 4)?.map(EndpointId::from_stored),
+        attempt: get(row, 5)?,
+        method: get(row, 6)?,
+        url: get(row, 7)?,
+        request_headers: json(&get::<String>(row, 8)?)?,
+        response_status: get(row, 9)?,
+        response_headers: json(&get::<String>(row, 10)?)?,
+        response_body: get(row, 11)?,
+        duration_ms: get::<i64>(row, 12)? as u64,
+        outcome: get(row, 13)?,
+        error_kind: get(row, 14)?,
+        error: get(row, 15)?,
+        created_at: get(row, 16)?,
+    })
+}
+
+/// A WHERE clause built from optional filters, with its parameters in order.
+#[derive(Default)]
+pub(crate) struct Conditions {
+    clauses: Vec<String>,
+    pub(crate) params: Vec<Value>,
+}
+
+impl Conditions {
+    pub(crate) fn add(&mut self, clause: &str, value: impl Into<Value>) -> &mut Self {
+        self.clauses.push(clause.to_string());
+        self.params.push(value.into());
+        self
+    }
+
+    pub(crate) fn add_opt<T: Into<Value>>(&mut self, clause: &str, value: Option<T>) -> &mut Self {
+        if let Some(v) = value {
+            self.add(clause, v);
+        }
+        self
+    }
+
+    pub(crate) fn fixed(&mut self, clause: &str) -> &mut Self {
+        self.clauses.push(clause.to_string());
+        self
+    }
+
+    pub(crate) fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            "1 = 1".into()
+        } else {
+            self.clauses.join(" AND ")
+        }
+    }
+}
+
+/// Limits a page request to 1..=500 (default 50) and asks for one row more, to know
+/// whether another page follows.
+pub(crate) fn limit(page: &PageRequest) -> i64 {
+    let limit = if page.limit == 0 { 50 } else { page.limit.min(500) };
+    limit as i64 + 1
+}
+
+/// Cuts the extra row off and names the cursor of the next page.
+pub(crate) fn paginate<T>(mut rows: Vec<T>, page: &PageRequest, id: impl Fn(&T) -> String) -> Page<T> {
+    let wanted = (limit(page) - 1) as usize;
+    let next_cursor = if rows.len() > wanted {
+        rows.truncate(wanted);
+        rows.last().map(id)
+    } else {
+        None
+    };
+    Page {
+        data: rows,
+        next_cursor,
+    }
+}

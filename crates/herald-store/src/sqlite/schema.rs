@@ -1,0 +1,88 @@
+//! SQLite migrations, forward only, tracked in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    retry_policy TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE endpoints (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    config TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX endpoints_tenant ON endpoints (tenant_id, deleted, id);
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    headers TEXT,
+    context TEXT,
+    idempotency_key TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX messages_idempotency ON messages (tenant_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX messages_tenant ON messages (tenant_id, id);
+CREATE TABLE deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    message_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    endpoint_id TEXT,
+    target TEXT,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    attempt_base INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    last_error TEXT,
+    dead_reason TEXT,
+    dead_at INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX deliveries_message ON deliveries (message_id);
+CREATE INDEX deliveries_open ON deliveries (seq) WHERE status IN ('pending', 'delivering');
+CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, status);
+CREATE INDEX deliveries_tenant_status ON deliveries (tenant_id, status, id);
+CREATE TABLE attempts (
+    id TEXT PRIMARY KEY,
+    delivery_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    endpoint_id TEXT,
+    attempt INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    url TEXT NOT NULL,
+    request_headers TEXT NOT NULL,
+    response_status INTEGER,
+    response_headers TEXT NOT NULL,
+    response_body TEXT,
+    duration_ms INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    error_kind TEXT,
+    error TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX attempts_delivery ON attempts (delivery_id);
+CREATE INDEX attempts_message ON attempts (message_id);
+CREATE INDEX attempts_tenant ON attempts (tenant_id, id);
+"#];
+
+pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
+    }
+    Ok(())
+}
