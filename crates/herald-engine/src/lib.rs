@@ -1,1 +1,435 @@
-//! placeholder
+//! herald's runtime: the one ingest function every inbound path calls, the
+//! scheduler that hands due deliveries to workers, the workers that sign, send and
+//! classify, and the operations that change what is scheduled (replay, resend,
+//! cancel, endpoint and tenant changes).
+//!
+//! # Data flow
+//! `ingest` validates nothing itself (callers hand it parsed domain values), fans the
+//! message out to the tenant's subscribed endpoints, commits message and deliveries in
+//! one store transaction (group-committed with other callers), and only then passes
+//! the new deliveries to the scheduler in memory. Workers record each attempt and the
+//! delivery's next state in the store before telling the scheduler.
+//!
+//! # Errors
+//! [`EngineError`] separates what the caller did wrong (`Invalid`, `NotFound`,
+//! `Conflict`) from the store failing (`Store`), so adapters map each to a status.
+
+mod breaker;
+mod cache;
+mod http;
+mod scheduler;
+mod worker;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald_core::delivery::{AdHocTarget, DeliveryStatus};
+use herald_core::endpoint::{Endpoint, EndpointDefaults};
+use herald_core::filter::subscribed;
+use herald_core::message::ParsedMessage;
+use herald_core::retry::RetryPolicy;
+use herald_core::{DeliveryId, EndpointId, MessageId, TenantId, ValidationError};
+use herald_store::{
+    Delivery, Ingest, IngestResult, ReplaySelector, Store, StoreError, StoredMessage, Tenant,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use breaker::BreakerConfig;
+pub use scheduler::SchedulerConfig;
+
+use cache::Cache;
+use scheduler::{now_ms, Command, Job, Scheduler};
+use worker::WorkerCtx;
+
+/// The tenant ad-hoc callbacks are stored under.
+pub const CALLBACK_TENANT: &str = "default";
+
+/// The engine's settings, resolved from configuration by the binary.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub default_retry_policy: RetryPolicy,
+    /// Cap on a receiver's `Retry-After`, in seconds.
+    pub max_retry_after_seconds: f64,
+    pub scheduler: SchedulerConfig,
+    pub user_agent: String,
+    /// Response bytes kept in the attempt log.
+    pub response_body_limit: usize,
+    pub adhoc_connect_timeout_seconds: f64,
+    pub adhoc_timeout_seconds: f64,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+    pub endpoint_defaults: EndpointDefaults,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            default_retry_policy: RetryPolicy::default(),
+            max_retry_after_seconds: 3600.0,
+            scheduler: SchedulerConfig {
+                breaker: BreakerConfig::default(),
+                max_concurrent_requests: 512,
+                adhoc_max_in_flight: 32,
+            },
+            user_agent: format!("herald/{}", env!("CARGO_PKG_VERSION")),
+            response_body_limit: 4096,
+            adhoc_connect_timeout_seconds: 10.0,
+            adhoc_timeout_seconds: 30.0,
+            shutdown_grace: Duration::from_secs(30),
+            endpoint_defaults: EndpointDefaults::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => EngineError::NotFound("resource"),
+            StoreError::Conflict(m) => EngineError::Conflict(m),
+            other => EngineError::Store(other),
+        }
+    }
+}
+
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// A message and its deliveries as ingest left them.
+#[derive(Clone, Debug)]
+pub struct Ingested {
+    pub message: StoredMessage,
+    pub deliveries: Vec<Delivery>,
+    /// False when the idempotency key returned an earlier message.
+    pub created: bool,
+}
+
+/// The running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    cache: Arc<Cache>,
+    config: Arc<EngineConfig>,
+    commands: mpsc::UnboundedSender<Command>,
+    /// Taken by the one `run_workers` call.
+    scheduler: Mutex<Option<(mpsc::UnboundedReceiver<Command>, Arc<WorkerCtx>)>>,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Self {
+        let config = Arc::new(config);
+        let cache = Arc::new(Cache::new(store.clone()));
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let ctx = Arc::new(WorkerCtx {
+            store: store.clone(),
+            cache: cache.clone(),
+            http: Default::default(),
+            config: config.clone(),
+        });
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                cache,
+                config,
+                commands,
+                scheduler: Mutex::new(Some((receiver, ctx))),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    fn send(&self, command: Command) {
+        // Without a running scheduler (a process without workers) commands wait in
+        // the channel; the store stays the source of truth either way.
+        let _ = self.inner.commands.send(command);
+    }
+
+    async fn jobs(&self, deliveries: &[Delivery], message: Option<Arc<StoredMessage>>) -> EngineResult<Vec<(Job, Option<Arc<Endpoint>>)>> {
+        let mut jobs = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            let endpoint = match &d.endpoint_id {
+                Some(id) => self.inner.cache.endpoint(id).await?,
+                None => None,
+            };
+            jobs.push((
+                Job {
+                    delivery_id: d.id.clone(),
+                    message_id: d.message_id.clone(),
+                    tenant_id: d.tenant_id.clone(),
+                    endpoint_id: d.endpoint_id.clone(),
+                    target: d.target.clone().map(Arc::new),
+                    seq: d.seq,
+                    due: d.next_attempt_at.unwrap_or(0),
+                    attempts: d.attempts,
+                    attempt_base: d.attempt_base,
+                    message: message.clone(),
+                    generation: 0,
+                },
+                endpoint,
+            ));
+        }
+        Ok(jobs)
+    }
+
+    async fn schedule(&self, deliveries: &[Delivery], message: Option<Arc<StoredMessage>>) -> EngineResult<()> {
+        let jobs = self.jobs(deliveries, message).await?;
+        if !jobs.is_empty() {
+            self.send(Command::Schedule(jobs));
+        }
+        Ok(())
+    }
+
+    /// Runs the delivery workers until `shutdown`: takes back deliveries a previous
+    /// run left in flight, loads every open delivery, then schedules as they come.
+    pub async fn run_workers(&self, shutdown: CancellationToken) -> EngineResult<()> {
+        let Some((receiver, ctx)) = self.inner.scheduler.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return Err(EngineError::Conflict("the workers are already running".into()));
+        };
+        let scheduler = Scheduler::new(receiver, self.inner.commands.clone(), self.inner.config.scheduler.clone(), ctx);
+        let running = tokio::spawn(scheduler.run(shutdown.clone(), self.inner.config.shutdown_grace));
+        let up_to = self.inner.store.recover_in_flight().await?;
+        let mut after = 0;
+        let mut loaded = 0usize;
+        while !shutdown.is_cancelled() {
+            let page = self.inner.store.open_deliveries(after, up_to, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            loaded += page.len();
+            self.schedule(&page, None).await?;
+        }
+        tracing::info!(loaded, "open deliveries loaded");
+        running
+            .await
+            .map_err(|e| EngineError::Conflict(format!("the scheduler stopped: {e}")))
+    }
+
+    /// The one ingest path: fans a message out to the tenant's subscribed, active
+    /// endpoints and commits it with its deliveries.
+    pub async fn ingest(&self, tenant: &TenantId, message: ParsedMessage) -> EngineResult<Ingested> {
+        let entry = self.inner.cache.tenant(tenant).await?.ok_or(EngineError::NotFound("tenant"))?;
+        let chosen: Vec<&Arc<Endpoint>> = match &message.endpoint_ids {
+            Some(ids) => {
+                let mut chosen = Vec::with_capacity(ids.len());
+                for (i, id) in ids.iter().enumerate() {
+                    let endpoint = entry.endpoints.iter().find(|e| &e.id == id).ok_or_else(|| {
+                        ValidationError::new(format!("endpoint_ids[{i}]"), "no such endpoint in this tenant")
+                    })?;
+                    chosen.push(endpoint);
+                }
+                chosen
+            }
+            None => entry.endpoints.iter().collect(),
+        };
+        let stored = stored_message(tenant, &message);
+        let now = stored.created_at;
+        let deliveries = chosen
+            .into_iter()
+            .filter(|e| e.active && subscribed(&e.event_types, &message.event_type))
+            .map(|e| Delivery::new(&stored, Some(e.id.clone()), None, now))
+            .collect();
+        self.commit(stored, deliveries).await
+    }
+
+    /// An ad-hoc callback (seed 000): one delivery to the URL given with the message.
+    pub async fn callback(&self, message: ParsedMessage, target: AdHocTarget) -> EngineResult<Ingested> {
+        let tenant = TenantId::from_stored(CALLBACK_TENANT.into());
+        if self.inner.cache.tenant(&tenant).await?.is_none() {
+            let now = now_ms();
+            let created = self
+                .inner
+                .store
+                .create_tenant(Tenant {
+                    id: tenant.clone(),
+                    name: "Ad-hoc callbacks".into(),
+                    retry_policy: None,
+                    created_at: now,
+                    updated_at: now,
+                })
+                .await;
+            match created {
+                Ok(()) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let stored = stored_message(&tenant, &message);
+        let delivery = Delivery::new(&stored, None, Some(target), stored.created_at);
+        self.commit(stored, vec![delivery]).await
+    }
+
+    async fn commit(&self, message: StoredMessage, deliveries: Vec<Delivery>) -> EngineResult<Ingested> {
+        let tenant = message.tenant_id.clone();
+        match self.inner.store.ingest(Ingest { message: message.clone(), deliveries }).await? {
+            IngestResult::Created(deliveries) => {
+                let message = Arc::new(message);
+                self.schedule(&deliveries, Some(message.clone())).await?;
+                Ok(Ingested {
+                    message: Arc::unwrap_or_clone(message),
+                    deliveries,
+                    created: true,
+                })
+            }
+            IngestResult::Duplicate(id) => {
+                let (message, deliveries) = self.message(&tenant, &id).await?;
+                Ok(Ingested { message, deliveries, created: false })
+            }
+        }
+    }
+
+    /// A message of the tenant with its deliveries.
+    pub async fn message(&self, tenant: &TenantId, id: &MessageId) -> EngineResult<(StoredMessage, Vec<Delivery>)> {
+        let message = self
+            .inner
+            .store
+            .get_message(id)
+            .await?
+            .filter(|m| &m.tenant_id == tenant)
+            .ok_or(EngineError::NotFound("message"))?;
+        let deliveries = self.inner.store.message_deliveries(id).await?;
+        Ok((message, deliveries))
+    }
+
+    /// Sends a message again: to one endpoint, or to every target it had.
+    pub async fn resend(&self, tenant: &TenantId, id: &MessageId, endpoint: Option<&EndpointId>) -> EngineResult<Vec<Delivery>> {
+        let (message, previous) = self.message(tenant, id).await?;
+        let now = now_ms();
+        let mut fresh = Vec::new();
+        if let Some(endpoint_id) = endpoint {
+            let known = self.inner.cache.endpoint(endpoint_id).await?.filter(|e| &e.tenant_id == tenant);
+            if known.is_none() {
+                return Err(ValidationError::new("endpoint_id", "no such endpoint in this tenant").into());
+            }
+            fresh.push(Delivery::new(&message, Some(endpoint_id.clone()), None, now));
+        } else {
+            let mut seen = Vec::new();
+            for d in &previous {
+                match (&d.endpoint_id, &d.target) {
+                    (Some(e), _) if !seen.contains(e) => {
+                        seen.push(e.clone());
+                        if self.inner.cache.endpoint(e).await?.is_some() {
+                            fresh.push(Delivery::new(&message, Some(e.clone()), None, now));
+                        }
+                    }
+                    (None, Some(t)) => fresh.push(Delivery::new(&message, None, Some(t.clone()), now)),
+                    _ => {}
+                }
+            }
+        }
+        let added = self.inner.store.add_deliveries(fresh).await?;
+        self.schedule(&added, Some(Arc::new(message))).await?;
+        Ok(added)
+    }
+
+    /// Cancels a message's pending deliveries (or one of them).
+    pub async fn cancel(&self, tenant: &TenantId, id: &MessageId, delivery: Option<&DeliveryId>) -> EngineResult<Vec<DeliveryId>> {
+        let (_, deliveries) = self.message(tenant, id).await?;
+        let ids: Vec<DeliveryId> = deliveries
+            .iter()
+            .filter(|d| delivery.is_none_or(|one| &d.id == one))
+            .filter(|d| d.status == DeliveryStatus::Pending || d.status == DeliveryStatus::Delivering)
+            .map(|d| d.id.clone())
+            .collect();
+        if let Some(one) = delivery {
+            if !deliveries.iter().any(|d| &d.id == one) {
+                return Err(EngineError::NotFound("delivery"));
+            }
+        }
+        let cancelled = self.inner.store.cancel_deliveries(&ids, now_ms()).await?;
+        self.send(Command::Close(cancelled.clone()));
+        Ok(cancelled)
+    }
+
+    /// Replays dead letters: pending again with a fresh attempt budget.
+    pub async fn replay(&self, tenant: &TenantId, selector: ReplaySelector) -> EngineResult<Vec<Delivery>> {
+        let replayed = self.inner.store.replay(tenant, selector, now_ms()).await?;
+        self.schedule(&replayed, None).await?;
+        Ok(replayed)
+    }
+
+    pub async fn create_endpoint(&self, endpoint: Endpoint) -> EngineResult<()> {
+        self.inner.store.create_endpoint(endpoint.clone()).await.map_err(|e| match e {
+            StoreError::NotFound => EngineError::NotFound("tenant"),
+            other => other.into(),
+        })?;
+        let (id, tenant) = (endpoint.id.clone(), endpoint.tenant_id.clone());
+        self.inner.cache.set_endpoint(&id, &tenant, Some(Arc::new(endpoint)));
+        Ok(())
+    }
+
+    pub async fn endpoint(&self, tenant: &TenantId, id: &EndpointId) -> EngineResult<Arc<Endpoint>> {
+        self.inner
+            .cache
+            .endpoint(id)
+            .await?
+            .filter(|e| &e.tenant_id == tenant)
+            .ok_or(EngineError::NotFound("endpoint"))
+    }
+
+    pub async fn update_endpoint(&self, endpoint: Endpoint) -> EngineResult<()> {
+        self.inner.store.update_endpoint(endpoint.clone()).await?;
+        let (id, tenant) = (endpoint.id.clone(), endpoint.tenant_id.clone());
+        let endpoint = Arc::new(endpoint);
+        self.inner.cache.set_endpoint(&id, &tenant, Some(endpoint.clone()));
+        self.send(Command::EndpointChanged(id, Some(endpoint)));
+        Ok(())
+    }
+
+    /// Deletes an endpoint and cancels its pending deliveries.
+    pub async fn delete_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> EngineResult<()> {
+        self.endpoint(tenant, id).await?;
+        let cancelled = self.inner.store.delete_endpoint(id).await?;
+        self.inner.cache.set_endpoint(id, tenant, None);
+        self.send(Command::Close(cancelled));
+        self.send(Command::EndpointChanged(id.clone(), None));
+        Ok(())
+    }
+
+    pub async fn update_tenant(&self, tenant: Tenant) -> EngineResult<()> {
+        let id = tenant.id.clone();
+        self.inner.store.update_tenant(tenant).await?;
+        self.inner.cache.forget_tenant(&id);
+        Ok(())
+    }
+
+    /// Deletes a tenant with everything it owns.
+    pub async fn delete_tenant(&self, id: &TenantId) -> EngineResult<()> {
+        let open = self.inner.store.delete_tenant(id).await?;
+        self.inner.cache.forget_tenant(id);
+        self.send(Command::Close(open));
+        Ok(())
+    }
+}
+
+fn stored_message(tenant: &TenantId, message: &ParsedMessage) -> StoredMessage {
+    StoredMessage {
+        id: MessageId::new(),
+        tenant_id: tenant.clone(),
+        event_type: message.event_type.as_str().to_string(),
+        payload: message.payload.clone(),
+        headers: message.headers.clone(),
+        context: message.context.clone(),
+        idempotency_key: message.idempotency_key.clone(),
+        created_at: now_ms(),
+    }
+}

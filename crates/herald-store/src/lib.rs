@@ -86,8 +86,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Page<StoredMessage>>;
     async fn message_deliveries(&self, id: &MessageId) -> StoreResult<Vec<Delivery>>;
     async fn get_delivery(&self, id: &DeliveryId) -> StoreResult<Option<Delivery>>;
-    /// Adds deliveries to an existing message (resend).
-    async fn add_deliveries(&self, deliveries: Vec<Delivery>) -> StoreResult<()>;
+    /// Adds deliveries to an existing message (resend); returns them with their `seq`.
+    async fn add_deliveries(&self, deliveries: Vec<Delivery>) -> StoreResult<Vec<Delivery>>;
     /// Cancels the open deliveries among `ids`; returns those it cancelled.
     async fn cancel_deliveries(&self, ids: &[DeliveryId], now: Millis) -> StoreResult<Vec<DeliveryId>>;
 
@@ -95,10 +95,13 @@ pub trait Store: Send + Sync + 'static {
     /// Records one try and moves its delivery on, unless the delivery was closed
     /// meanwhile (cancelled, endpoint deleted): then only the attempt is kept.
     async fn record_outcome(&self, outcome: Outcome) -> StoreResult<OutcomeApplied>;
-    /// Open deliveries in commit order after `after_seq`, for loading at start.
-    async fn open_deliveries(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<Delivery>>;
-    /// Takes back deliveries a previous run of this process left `delivering`.
-    async fn recover_in_flight(&self) -> StoreResult<u64>;
+    /// Open deliveries in commit order with `after_seq < seq <= up_to_seq`, for
+    /// loading at start.
+    async fn open_deliveries(&self, after_seq: i64, up_to_seq: i64, limit: u32) -> StoreResult<Vec<Delivery>>;
+    /// Takes back deliveries a previous run of this process left `delivering`, and
+    /// returns the highest delivery `seq` so far: what is at or below it is loaded
+    /// from the store, what comes after reaches the scheduler from ingest.
+    async fn recover_in_flight(&self) -> StoreResult<i64>;
 
     // Attempts and dead letters.
     async fn list_attempts(

@@ -433,14 +433,14 @@ impl Store for SqliteStore {
         self.read(move |conn| Ok(select_deliveries(conn, "d.id = ?1", [id])?.pop())).await
     }
 
-    async fn add_deliveries(&self, mut deliveries: Vec<Delivery>) -> StoreResult<()> {
+    async fn add_deliveries(&self, mut deliveries: Vec<Delivery>) -> StoreResult<Vec<Delivery>> {
         self.writer
             .write(move |conn| {
                 for d in &mut deliveries {
                     let now = d.created_at;
                     insert_delivery(conn, d, now)?;
                 }
-                Ok(())
+                Ok(deliveries)
             })
             .await
     }
@@ -469,21 +469,22 @@ impl Store for SqliteStore {
         self.writer.write(move |conn| apply_outcome(conn, outcome)).await
     }
 
-    async fn open_deliveries(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<Delivery>> {
+    async fn open_deliveries(&self, after_seq: i64, up_to_seq: i64, limit: u32) -> StoreResult<Vec<Delivery>> {
         self.read(move |conn| {
             select_deliveries(
                 conn,
-                &format!("d.status IN {OPEN} AND d.seq > ?1 ORDER BY d.seq LIMIT ?2"),
-                params![after_seq, limit],
+                &format!("d.status IN {OPEN} AND d.seq > ?1 AND d.seq <= ?2 ORDER BY d.seq LIMIT ?3"),
+                params![after_seq, up_to_seq, limit],
             )
         })
         .await
     }
 
-    async fn recover_in_flight(&self) -> StoreResult<u64> {
+    async fn recover_in_flight(&self) -> StoreResult<i64> {
         self.writer
             .write(|conn| {
-                Ok(conn.execute("UPDATE deliveries SET status = 'pending' WHERE status = 'delivering'", [])? as u64)
+                conn.execute("UPDATE deliveries SET status = 'pending' WHERE status = 'delivering'", [])?;
+                Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM deliveries", [], |r| r.get(0))?)
             })
             .await
     }

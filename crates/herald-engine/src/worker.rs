@@ -1,0 +1,343 @@
+//! One delivery attempt: build the request (body, headers, signature, auth), send it
+//! with the shared client, classify the answer (pure, in `herald_core::outcome`),
+//! and record the attempt and the delivery's next state in the store. The scheduler
+//! hears back only after the record is committed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use herald_core::endpoint::{Endpoint, OnExhausted};
+use herald_core::outcome::{classify, next_step, NextStep, TryResult, Verdict};
+use herald_core::retry::RetryPolicy;
+use herald_core::signing::{SignInput, SignatureConfig};
+use herald_core::AttemptId;
+use herald_store::{Attempt, NextState, Outcome, OutcomeApplied, Store, StoredMessage};
+
+use crate::breaker::Signal;
+use crate::cache::Cache;
+use crate::http::{HttpClients, Request};
+use crate::scheduler::{now_ms, Finished, Job};
+use crate::EngineConfig;
+
+pub(crate) struct WorkerCtx {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<Cache>,
+    pub http: HttpClients,
+    pub config: Arc<EngineConfig>,
+}
+
+/// Everything one request needs, resolved from the endpoint or the ad-hoc target.
+struct Plan<'a> {
+    url: &'a str,
+    method: &'a str,
+    signature: &'a SignatureConfig,
+    extra_headers: Vec<(&'a String, &'a String)>,
+    auth: Option<(String, String)>,
+    user_agent: &'a str,
+    connect_timeout: f64,
+    timeout: f64,
+    on_exhausted: OnExhausted,
+}
+
+const REDACTED: &str = "[redacted]";
+
+pub(crate) async fn attempt(ctx: Arc<WorkerCtx>, mut job: Job, endpoint: Option<Arc<Endpoint>>) -> Finished {
+    let retry_soon = |job: Job, signal| Finished {
+        job,
+        again_at: Some(now_ms() + 1000),
+        also_closed: Vec::new(),
+        signal,
+    };
+    let message = match job.message.take() {
+        Some(m) => m,
+        None => match ctx.store.get_message(&job.message_id).await {
+            Ok(Some(m)) => Arc::new(m),
+            Ok(None) => return done(job, Signal::Neutral),
+            Err(e) => {
+                tracing::warn!(delivery = %job.delivery_id, error = %e, "cannot read the message; retrying in 1 s");
+                return retry_soon(job, Signal::Neutral);
+            }
+        },
+    };
+    let policy = match retry_policy(&ctx, &job, endpoint.as_deref()).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(delivery = %job.delivery_id, error = %e, "cannot read the tenant; retrying in 1 s");
+            return retry_soon(job, Signal::Neutral);
+        }
+    };
+    let Some(plan) = plan(&ctx.config, &job, endpoint.as_deref()) else {
+        // The endpoint is gone: its deliveries were closed with it.
+        return done(job, Signal::Neutral);
+    };
+
+    let now = Utc::now();
+    let timestamp = now.timestamp();
+    let body = bytes::Bytes::from(message.payload.clone().into_bytes());
+    let attempt_no = job.attempts + 1;
+    let mut headers = request_headers(&plan, &message, timestamp);
+    let signed = plan.signature.signer(now).map(|signer| {
+        signer.sign(&SignInput {
+            message_id: message.id.as_str(),
+            timestamp,
+            body: &body,
+        })
+    });
+    let started = Instant::now();
+    let (result, answer_headers, answer_body, error_kind, error) = match signed {
+        Err(e) => {
+            let reason = format!("signing failed: {e}");
+            let attempt = log_attempt(&job, &plan, &headers, attempt_no, None, &[], None, 0, "failed", Some("signing"), Some(reason.clone()));
+            return record(&ctx, job, attempt, NextState::Dead { reason }, None, Signal::Neutral).await;
+        }
+        Ok(signature_headers) => {
+            headers.extend(signature_headers);
+            if let Some(auth) = &plan.auth {
+                headers.push(auth.clone());
+            }
+            let request = Request {
+                method: plan.method,
+                url: plan.url,
+                headers: &headers,
+                body,
+                connect_timeout: Duration::from_secs_f64(plan.connect_timeout),
+                timeout: Duration::from_secs_f64(plan.timeout),
+            };
+            match ctx.http.send(request, ctx.config.response_body_limit).await {
+                Ok(answer) => {
+                    let retry_after = header(&answer.headers, "retry-after");
+                    let error = (!(200..300).contains(&answer.status)).then(|| format!("HTTP {}", answer.status));
+                    let body = String::from_utf8_lossy(&answer.body).into_owned();
+                    (
+                        TryResult::Answered { status: answer.status, retry_after },
+                        answer.headers,
+                        Some(body),
+                        error.as_ref().map(|_| "http_status"),
+                        error,
+                    )
+                }
+                Err(failure) => (
+                    TryResult::Failed(failure.kind),
+                    Vec::new(),
+                    None,
+                    Some(failure.kind.as_str()),
+                    Some(format!("{}: {}", failure.kind.as_str(), failure.message)),
+                ),
+            }
+        }
+    };
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let verdict = classify(&result, now);
+    let step = next_step(
+        &verdict,
+        &policy,
+        attempt_no.saturating_sub(job.attempt_base),
+        ctx.config.max_retry_after_seconds,
+        &mut rand::thread_rng(),
+    );
+    let error_text = error.clone().unwrap_or_default();
+    let (next, outcome, again_at) = match step {
+        NextStep::Succeeded => (NextState::Succeeded, "success", None),
+        NextStep::RetryIn(seconds) => {
+            let at = now_ms() + (seconds * 1000.0) as i64;
+            (NextState::Retry { at, error: error_text }, "retry", Some(at))
+        }
+        NextStep::Exhausted => {
+            let reason = format!("retries exhausted after {attempt_no} attempts: {error_text}");
+            match (&plan.on_exhausted, &job.endpoint_id) {
+                (OnExhausted::DisableEndpoint, Some(endpoint_id)) => (
+                    NextState::DisableEndpoint { endpoint_id: endpoint_id.clone(), reason },
+                    "failed",
+                    None,
+                ),
+                _ => (NextState::Dead { reason }, "failed", None),
+            }
+        }
+        NextStep::FailedPermanently => (
+            NextState::Dead { reason: format!("permanent failure: {error_text}") },
+            "failed",
+            None,
+        ),
+    };
+    let status = match &result {
+        TryResult::Answered { status, .. } => Some(*status),
+        TryResult::Failed(_) => None,
+    };
+    let signal = match verdict {
+        Verdict::Success => Signal::Success,
+        Verdict::Retry { .. } => Signal::Failure,
+        Verdict::Permanent => Signal::Neutral,
+    };
+    tracing::info!(
+        tenant = %job.tenant_id,
+        endpoint = job.endpoint_id.as_ref().map(|e| e.as_str()),
+        message = %job.message_id,
+        delivery = %job.delivery_id,
+        attempt = attempt_no,
+        status,
+        duration_ms,
+        outcome,
+        error = error.as_deref(),
+        "delivery attempt"
+    );
+    let attempt = log_attempt(
+        &job,
+        &plan,
+        &headers,
+        attempt_no,
+        status,
+        &answer_headers,
+        answer_body,
+        duration_ms,
+        outcome,
+        error_kind,
+        error,
+    );
+    record(&ctx, job, attempt, next, again_at, signal).await
+}
+
+fn done(job: Job, signal: Signal) -> Finished {
+    Finished {
+        job,
+        again_at: None,
+        also_closed: Vec::new(),
+        signal,
+    }
+}
+
+/// Commits the attempt; on a store error the try is repeated later, uncounted.
+async fn record(ctx: &WorkerCtx, mut job: Job, attempt: Attempt, next: NextState, again_at: Option<i64>, signal: Signal) -> Finished {
+    let attempts = attempt.attempt;
+    let outcome = Outcome { attempt, next, now: now_ms() };
+    match ctx.store.record_outcome(outcome).await {
+        Ok(OutcomeApplied::Applied { also_dead }) => {
+            job.attempts = attempts;
+            Finished { job, again_at, also_closed: also_dead, signal }
+        }
+        Ok(OutcomeApplied::Stale) => done(job, signal),
+        Err(e) => {
+            tracing::error!(delivery = %job.delivery_id, error = %e, "cannot record an attempt; it will be repeated");
+            Finished {
+                job,
+                again_at: Some(now_ms() + 1000),
+                also_closed: Vec::new(),
+                signal,
+            }
+        }
+    }
+}
+
+async fn retry_policy(ctx: &WorkerCtx, job: &Job, endpoint: Option<&Endpoint>) -> Result<RetryPolicy, herald_store::StoreError> {
+    if let Some(policy) = endpoint.and_then(|e| e.retry_policy.clone()) {
+        return Ok(policy);
+    }
+    if let Some(policy) = job.target.as_ref().and_then(|t| t.retry_policy.clone()) {
+        return Ok(policy);
+    }
+    let tenant = ctx.cache.tenant(&job.tenant_id).await?;
+    Ok(tenant
+        .and_then(|t| t.retry_policy)
+        .unwrap_or_else(|| ctx.config.default_retry_policy.clone()))
+}
+
+fn plan<'a>(config: &'a EngineConfig, job: &'a Job, endpoint: Option<&'a Endpoint>) -> Option<Plan<'a>> {
+    if let Some(e) = endpoint {
+        return Some(Plan {
+            url: &e.url,
+            method: &e.method,
+            signature: &e.signature,
+            extra_headers: e.headers.iter().collect(),
+            auth: e.auth.header(),
+            user_agent: e.user_agent.as_deref().unwrap_or(&config.user_agent),
+            connect_timeout: e.connect_timeout_seconds,
+            timeout: e.timeout_seconds,
+            on_exhausted: e.on_exhausted,
+        });
+    }
+    let target = job.target.as_deref()?;
+    Some(Plan {
+        url: &target.url,
+        method: &target.method,
+        signature: &target.signature,
+        extra_headers: target.headers.iter().collect(),
+        auth: None,
+        user_agent: &config.user_agent,
+        connect_timeout: config.adhoc_connect_timeout_seconds,
+        timeout: config.adhoc_timeout_seconds,
+        on_exhausted: OnExhausted::DeadLetter,
+    })
+}
+
+/// Endpoint and message headers first, herald's own after them so they win.
+fn request_headers(plan: &Plan<'_>, message: &StoredMessage, timestamp: i64) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = plan
+        .extra_headers
+        .iter()
+        .map(|(n, v)| ((*n).clone(), (*v).clone()))
+        .chain(message.headers.iter().map(|(n, v)| (n.clone(), v.clone())))
+        .collect();
+    let own = [
+        ("Content-Type", "application/json".to_string()),
+        ("User-Agent", plan.user_agent.to_string()),
+        ("X-Event-ID", message.id.to_string()),
+        ("X-Event-Type", message.event_type.clone()),
+        ("X-Tenant-ID", message.tenant_id.to_string()),
+        ("X-Timestamp", timestamp.to_string()),
+    ];
+    for (name, value) in own {
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        headers.push((name.to_string(), value));
+    }
+    headers
+}
+
+fn header(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn log_attempt(
+    job: &Job,
+    plan: &Plan<'_>,
+    headers: &[(String, String)],
+    attempt: u32,
+    status: Option<u16>,
+    response_headers: &[(String, String)],
+    response_body: Option<String>,
+    duration_ms: u64,
+    outcome: &str,
+    error_kind: Option<&str>,
+    error: Option<String>,
+) -> Attempt {
+    let secret_header = plan.auth.as_ref().map(|(n, _)| n.as_str());
+    let request_headers = headers
+        .iter()
+        .map(|(n, v)| {
+            let secret = secret_header.is_some_and(|s| s.eq_ignore_ascii_case(n));
+            (n.clone(), if secret { REDACTED.to_string() } else { v.clone() })
+        })
+        .collect();
+    Attempt {
+        id: AttemptId::new(),
+        delivery_id: job.delivery_id.clone(),
+        message_id: job.message_id.clone(),
+        tenant_id: job.tenant_id.clone(),
+        endpoint_id: job.endpoint_id.clone(),
+        attempt,
+        method: plan.method.to_string(),
+        url: plan.url.to_string(),
+        request_headers,
+        response_status: status,
+        response_headers: response_headers.to_vec(),
+        response_body,
+        duration_ms,
+        outcome: outcome.to_string(),
+        error_kind: error_kind.map(str::to_string),
+        error,
+        created_at: now_ms(),
+    }
+}
