@@ -1,1 +1,40 @@
-//! placeholder
+//! herald's HTTP API: the native `/api/v1` routes, health, and the OpenAPI document.
+//!
+//! Handlers only translate between the wire and the engine or store: auth is a
+//! middleware, parsing lives in the extractors and the domain's `parse`, and every
+//! error goes through [`error::ApiError`]. Each resource module exports its routes.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod openapi;
+mod routes;
+pub mod wire;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use herald_engine::Engine;
+
+pub use openapi::ApiDoc;
+
+/// What every handler shares.
+pub struct AppState {
+    pub engine: Engine,
+    /// The admin bearer token; `None` leaves the API open (bound to loopback only).
+    pub admin_token: Option<String>,
+    pub max_body_bytes: usize,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let state = Arc::new(state);
+    let api = routes::router()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .merge(api)
+        .merge(routes::health::router())
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .with_state(state)
+}

@@ -451,7 +451,7 @@ impl Scheduler {
             let finished = match tokio::spawn(worker::attempt(ctx, job, endpoint)).await {
                 Ok(finished) => finished,
                 Err(e) => {
-                    tracing::error!(delivery = %fallback.delivery_id, error = %e, "delivery attempt panicked; retrying in 1 s");
+                    tracing::error!(delivery_id = %fallback.delivery_id, error = %e, "delivery attempt panicked; retrying in 1 s");
                     Finished {
                         job: fallback,
                         again_at: Some(now_ms() + 1000),

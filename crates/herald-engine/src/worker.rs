@@ -55,7 +55,7 @@ pub(crate) async fn attempt(ctx: Arc<WorkerCtx>, mut job: Job, endpoint: Option<
             Ok(Some(m)) => Arc::new(m),
             Ok(None) => return done(job, Signal::Neutral),
             Err(e) => {
-                tracing::warn!(delivery = %job.delivery_id, error = %e, "cannot read the message; retrying in 1 s");
+                tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot read the message; retrying in 1 s");
                 return retry_soon(job, Signal::Neutral);
             }
         },
@@ -63,7 +63,7 @@ pub(crate) async fn attempt(ctx: Arc<WorkerCtx>, mut job: Job, endpoint: Option<
     let policy = match retry_policy(&ctx, &job, endpoint.as_deref()).await {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(delivery = %job.delivery_id, error = %e, "cannot read the tenant; retrying in 1 s");
+            tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot read the tenant; retrying in 1 s");
             return retry_soon(job, Signal::Neutral);
         }
     };
@@ -170,10 +170,10 @@ pub(crate) async fn attempt(ctx: Arc<WorkerCtx>, mut job: Job, endpoint: Option<
         Verdict::Permanent => Signal::Neutral,
     };
     tracing::info!(
-        tenant = %job.tenant_id,
-        endpoint = job.endpoint_id.as_ref().map(|e| e.as_str()),
-        message = %job.message_id,
-        delivery = %job.delivery_id,
+        tenant_id = %job.tenant_id,
+        endpoint_id = job.endpoint_id.as_ref().map(|e| e.as_str()),
+        message_id = %job.message_id,
+        delivery_id = %job.delivery_id,
         attempt = attempt_no,
         status,
         duration_ms,
@@ -217,7 +217,7 @@ async fn record(ctx: &WorkerCtx, mut job: Job, attempt: Attempt, next: NextState
         }
         Ok(OutcomeApplied::Stale) => done(job, signal),
         Err(e) => {
-            tracing::error!(delivery = %job.delivery_id, error = %e, "cannot record an attempt; it will be repeated");
+            tracing::error!(delivery_id = %job.delivery_id, error = %e, "cannot record an attempt; it will be repeated");
             Finished {
                 job,
                 again_at: Some(now_ms() + 1000),

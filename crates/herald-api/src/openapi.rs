@@ -1,0 +1,24 @@
+//! The OpenAPI document, generated from the handlers' types and annotations.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use crate::routes::{callbacks, dead_letters, endpoints, messages, tenants};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "herald", description = "Self-hosted webhook delivery: the management API."),
+    paths(
+        tenants::create, tenants::list, tenants::read, tenants::update, tenants::remove,
+        endpoints::create, endpoints::list, endpoints::read, endpoints::update, endpoints::remove, endpoints::secret,
+        messages::create, messages::list, messages::read, messages::attempts, messages::message_attempts,
+        messages::resend, messages::cancel,
+        dead_letters::list, dead_letters::replay_one, dead_letters::replay_bulk,
+        callbacks::create,
+    )
+)]
+pub struct ApiDoc;
+
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
