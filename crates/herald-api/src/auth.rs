@@ -17,10 +17,17 @@ const OPEN_PATHS: &[&str] = &["/api/v1/openapi.json"];
 
 fn same(a: &str, b: &str) -> bool {
     let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
 }
 
-pub async fn require_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(admin) = &state.admin_token else {
         return next.run(request).await;
     };

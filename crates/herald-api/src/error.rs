@@ -14,7 +14,10 @@ use serde::Serialize;
 pub enum ApiError {
     /// The body is not JSON, or its JSON has the wrong shape or types (400).
     #[error("{message}")]
-    BadJson { message: String, field: Option<String> },
+    BadJson {
+        message: String,
+        field: Option<String>,
+    },
     /// A value parsed but breaks a rule (422).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -78,7 +81,17 @@ impl IntoResponse for ApiError {
             }
             _ => message,
         };
-        (status, Json(ErrorBody { error: ErrorDetail { code, message, field } })).into_response()
+        (
+            status,
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code,
+                    message,
+                    field,
+                },
+            }),
+        )
+            .into_response()
     }
 }
 

@@ -23,7 +23,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::TooLarge(0)
             } else {
-                ApiError::BadJson { message: rejection.body_text(), field: None }
+                ApiError::BadJson {
+                    message: rejection.body_text(),
+                    field: None,
+                }
             }
         })?;
         parse_json(&bytes).map(ValidJson)
@@ -36,9 +39,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let field = (path != ".").then_some(path);
-        ApiError::BadJson { message: e.into_inner().to_string(), field }
+        ApiError::BadJson {
+            message: e.into_inner().to_string(),
+            field,
+        }
     })?;
-    de.end().map_err(|e| ApiError::BadJson { message: e.to_string(), field: None })?;
+    de.end().map_err(|e| ApiError::BadJson {
+        message: e.to_string(),
+        field: None,
+    })?;
     Ok(value)
 }
 
@@ -52,7 +61,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ValidQuery<T> 
         let query = parts.uri.query().unwrap_or_default();
         serde_urlencoded::from_str(query)
             .map(ValidQuery)
-            .map_err(|e| ApiError::BadJson { message: format!("bad query string: {e}"), field: None })
+            .map_err(|e| ApiError::BadJson {
+                message: format!("bad query string: {e}"),
+                field: None,
+            })
     }
 }
 

@@ -30,8 +30,10 @@ pub struct AppState {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let state = Arc::new(state);
-    let api = routes::router()
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    let api = routes::router().layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
     Router::new()
         .merge(api)
         .merge(routes::health::router())

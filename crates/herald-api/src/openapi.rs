@@ -7,13 +7,32 @@ use crate::routes::{callbacks, dead_letters, endpoints, messages, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "herald", description = "Self-hosted webhook delivery: the management API."),
+    info(
+        title = "herald",
+        description = "Self-hosted webhook delivery: the management API."
+    ),
     paths(
-        tenants::create, tenants::list, tenants::read, tenants::update, tenants::remove,
-        endpoints::create, endpoints::list, endpoints::read, endpoints::update, endpoints::remove, endpoints::secret,
-        messages::create, messages::list, messages::read, messages::attempts, messages::message_attempts,
-        messages::resend, messages::cancel,
-        dead_letters::list, dead_letters::replay_one, dead_letters::replay_bulk,
+        tenants::create,
+        tenants::list,
+        tenants::read,
+        tenants::update,
+        tenants::remove,
+        endpoints::create,
+        endpoints::list,
+        endpoints::read,
+        endpoints::update,
+        endpoints::remove,
+        endpoints::secret,
+        messages::create,
+        messages::list,
+        messages::read,
+        messages::attempts,
+        messages::message_attempts,
+        messages::resend,
+        messages::cancel,
+        dead_letters::list,
+        dead_letters::replay_one,
+        dead_letters::replay_bulk,
         callbacks::create,
     )
 )]

@@ -5,7 +5,9 @@ use chrono::SecondsFormat;
 use herald_core::delivery::{message_status, DeliveryStatus};
 use herald_core::endpoint::{DeliveryMode, Endpoint, OnExhausted};
 use herald_core::signing::SignatureScheme;
-use herald_store::{from_millis, Attempt, DeadLetter, Delivery, Millis, Page, StoredMessage, Tenant};
+use herald_store::{
+    from_millis, Attempt, DeadLetter, Delivery, Millis, Page, StoredMessage, Tenant,
+};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -45,7 +47,9 @@ impl From<Tenant> for TenantOut {
         Self {
             id: t.id.to_string(),
             name: t.name,
-            retry_policy: t.retry_policy.map(|p| serde_json::to_value(p).unwrap_or_default()),
+            retry_policy: t
+                .retry_policy
+                .map(|p| serde_json::to_value(p).unwrap_or_default()),
             created_at: time(t.created_at),
             updated_at: time(t.updated_at),
         }
@@ -96,7 +100,11 @@ impl EndpointOut {
             url: e.url.clone(),
             method: e.method.clone(),
             description: e.description.clone(),
-            event_types: e.event_types.iter().map(|p| p.as_str().to_string()).collect(),
+            event_types: e
+                .event_types
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect(),
             active: e.active,
             disabled_reason: e.disabled_reason.clone(),
             signature: SignatureOut {
@@ -108,12 +116,18 @@ impl EndpointOut {
             auth: e.auth.masked(),
             connect_timeout_seconds: e.connect_timeout_seconds,
             timeout_seconds: e.timeout_seconds,
-            retry_policy: e.retry_policy.as_ref().map(|p| serde_json::to_value(p).unwrap_or_default()),
+            retry_policy: e
+                .retry_policy
+                .as_ref()
+                .map(|p| serde_json::to_value(p).unwrap_or_default()),
             on_exhausted: e.on_exhausted,
             mode: e.mode,
             max_in_flight: e.max_in_flight,
             rate_limit_per_second: e.rate_limit_per_second,
-            user_agent: e.user_agent.clone().unwrap_or_else(|| default_user_agent.to_string()),
+            user_agent: e
+                .user_agent
+                .clone()
+                .unwrap_or_else(|| default_user_agent.to_string()),
             created_at: e.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             updated_at: e.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         }

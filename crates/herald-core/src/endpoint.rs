@@ -43,9 +43,17 @@ pub enum DeliveryMode {
 pub enum TargetAuth {
     #[default]
     None,
-    Basic { username: String, password: String },
-    Bearer { token: String },
-    ApiKey { header_name: String, key: String },
+    Basic {
+        username: String,
+        password: String,
+    },
+    Bearer {
+        token: String,
+    },
+    ApiKey {
+        header_name: String,
+        key: String,
+    },
 }
 
 impl TargetAuth {
@@ -70,8 +78,9 @@ impl TargetAuth {
                     .map_err(|_| ValidationError::new("auth.token", "must not contain CR or LF"))
             }
             TargetAuth::ApiKey { header_name, key } => {
-                validate_header(header_name, "", "auth")
-                    .map_err(|_| ValidationError::new("auth.header_name", "must be an HTTP header name"))?;
+                validate_header(header_name, "", "auth").map_err(|_| {
+                    ValidationError::new("auth.header_name", "must be an HTTP header name")
+                })?;
                 if key.is_empty() {
                     return Err(ValidationError::new("auth.key", "must not be empty"));
                 }
@@ -264,7 +273,9 @@ impl Endpoint {
             active: true,
             disabled_reason: None,
             signature: SignatureConfig::new(
-                signature.scheme.unwrap_or(SignatureScheme::StandardWebhooks),
+                signature
+                    .scheme
+                    .unwrap_or(SignatureScheme::StandardWebhooks),
                 signature.header,
                 signature.timestamp_header,
                 signature.secret,
@@ -282,10 +293,13 @@ impl Endpoint {
             created_at: now,
             updated_at: now,
         };
-        endpoint.apply(EndpointSpec {
-            signature: None,
-            ..spec
-        }, now)?;
+        endpoint.apply(
+            EndpointSpec {
+                signature: None,
+                ..spec
+            },
+            now,
+        )?;
         Ok(endpoint)
     }
 
@@ -301,7 +315,10 @@ impl Endpoint {
         }
         if let Some(description) = spec.description {
             if description.len() > 1024 {
-                return Err(ValidationError::new("description", "must be at most 1024 bytes"));
+                return Err(ValidationError::new(
+                    "description",
+                    "must be at most 1024 bytes",
+                ));
             }
             next.description = description;
         }
@@ -361,7 +378,10 @@ impl Endpoint {
         }
         if let Some(n) = spec.max_in_flight {
             if !(1..=1000).contains(&n) {
-                return Err(ValidationError::new("max_in_flight", "must be between 1 and 1000"));
+                return Err(ValidationError::new(
+                    "max_in_flight",
+                    "must be between 1 and 1000",
+                ));
             }
             next.max_in_flight = n;
         }
@@ -437,9 +457,18 @@ mod tests {
             (r#"{"url":"not a url"}"#, "url"),
             (r#"{"url":"http://x.io","event_types":[]}"#, "event_types"),
             (r#"{"url":"http://x.io","method":"TRACE"}"#, "method"),
-            (r#"{"url":"http://x.io","timeout_seconds":0}"#, "timeout_seconds"),
-            (r#"{"url":"http://x.io","headers":{"X-A":"b\r\nc"}}"#, "headers.X-A"),
-            (r#"{"url":"http://x.io","max_in_flight":0}"#, "max_in_flight"),
+            (
+                r#"{"url":"http://x.io","timeout_seconds":0}"#,
+                "timeout_seconds",
+            ),
+            (
+                r#"{"url":"http://x.io","headers":{"X-A":"b\r\nc"}}"#,
+                "headers.X-A",
+            ),
+            (
+                r#"{"url":"http://x.io","max_in_flight":0}"#,
+                "max_in_flight",
+            ),
             (
                 r#"{"url":"http://x.io","retry_policy":{"max_retries":1000}}"#,
                 "retry_policy.max_retries",
@@ -460,7 +489,8 @@ mod tests {
 
     #[test]
     fn patch_changes_only_what_it_names() {
-        let mut e = create(r#"{"url":"https://example.com/hook","rate_limit_per_second":5}"#).unwrap();
+        let mut e =
+            create(r#"{"url":"https://example.com/hook","rate_limit_per_second":5}"#).unwrap();
         let secret = e.signature.keys[0].secret.clone();
         let patch: EndpointSpec =
             serde_json::from_str(r#"{"description":"x","rate_limit_per_second":null}"#).unwrap();

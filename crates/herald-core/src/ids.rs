@@ -82,7 +82,9 @@ prefixed_id!(
 
 /// A tenant id: `ten_<ULID>` when herald makes it, or a caller-chosen name of letters,
 /// digits, `-` and `_`, at most 64 long (seed 003's `tenant_id` strings).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(transparent)]
 #[schema(value_type = String, example = "acme")]
 pub struct TenantId(String);

@@ -98,9 +98,15 @@ impl CallbackSpec {
     /// The message and its one ad-hoc target.
     pub fn parse(self) -> Result<(ParsedMessage, AdHocTarget), ValidationError> {
         validate_url(&self.target_url, "target_url")?;
-        let method = parse_method(self.target_method.as_deref().unwrap_or("POST"), "target_method")?;
+        let method = parse_method(
+            self.target_method.as_deref().unwrap_or("POST"),
+            "target_method",
+        )?;
         if self.hmac_secret.is_empty() || self.hmac_secret.len() > 512 {
-            return Err(ValidationError::new("hmac_secret", "must be 1 to 512 characters"));
+            return Err(ValidationError::new(
+                "hmac_secret",
+                "must be 1 to 512 characters",
+            ));
         }
         let headers = self.headers.unwrap_or_default();
         validate_headers(&headers, "headers")?;
@@ -155,11 +161,13 @@ mod tests {
         let spec: MessageSpec =
             serde_json::from_str(r#"{"event_type":"bad type","payload":{}}"#).unwrap();
         assert_eq!(spec.parse().unwrap_err().field, "event_type");
-        let spec: MessageSpec = serde_json::from_str(
-            r#"{"event_type":"a.b","payload":{},"endpoint_ids":["ep_x"]}"#,
-        )
-        .unwrap();
+        let spec: MessageSpec =
+            serde_json::from_str(r#"{"event_type":"a.b","payload":{},"endpoint_ids":["ep_x"]}"#)
+                .unwrap();
         assert_eq!(spec.parse().unwrap_err().field, "endpoint_ids[0]");
-        assert!(serde_json::from_str::<MessageSpec>(r#"{"event_type":"a","payload":{},"x":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<MessageSpec>(r#"{"event_type":"a","payload":{},"x":1}"#)
+                .is_err()
+        );
     }
 }

@@ -52,7 +52,9 @@ pub enum TryResult {
 pub enum Verdict {
     Success,
     /// Worth another try; `retry_after` is the receiver's own hint, in seconds.
-    Retry { retry_after: Option<f64> },
+    Retry {
+        retry_after: Option<f64>,
+    },
     Permanent,
 }
 
@@ -67,7 +69,9 @@ pub fn classify(result: &TryResult, now: DateTime<Utc>) -> Verdict {
         } => match status {
             200..=299 => Verdict::Success,
             408 | 429 | 500..=599 => Verdict::Retry {
-                retry_after: retry_after.as_deref().and_then(|v| parse_retry_after(v, now)),
+                retry_after: retry_after
+                    .as_deref()
+                    .and_then(|v| parse_retry_after(v, now)),
             },
             300..=399 => Verdict::Retry { retry_after: None },
             _ => Verdict::Permanent,
@@ -140,12 +144,19 @@ mod tests {
         assert_eq!(classify(&answered(204, None), now), Verdict::Success);
         for status in [301, 302, 307, 500, 502, 503, 408, 429] {
             assert!(
-                matches!(classify(&answered(status, None), now), Verdict::Retry { .. }),
+                matches!(
+                    classify(&answered(status, None), now),
+                    Verdict::Retry { .. }
+                ),
                 "{status}"
             );
         }
         for status in [400, 401, 403, 404, 410, 422] {
-            assert_eq!(classify(&answered(status, None), now), Verdict::Permanent, "{status}");
+            assert_eq!(
+                classify(&answered(status, None), now),
+                Verdict::Permanent,
+                "{status}"
+            );
         }
         assert!(matches!(
             classify(&TryResult::Failed(TransportError::Timeout), now),
@@ -181,10 +192,22 @@ mod tests {
         let hint = |s: f64| Verdict::Retry {
             retry_after: Some(s),
         };
-        assert_eq!(next_step(&hint(5.0), &policy, 1, 3600.0, &mut rng), NextStep::RetryIn(5.0));
-        assert_eq!(next_step(&hint(0.5), &policy, 1, 3600.0, &mut rng), NextStep::RetryIn(1.0));
-        assert_eq!(next_step(&hint(9e9), &policy, 1, 60.0, &mut rng), NextStep::RetryIn(60.0));
-        assert_eq!(next_step(&hint(5.0), &policy, 3, 3600.0, &mut rng), NextStep::Exhausted);
+        assert_eq!(
+            next_step(&hint(5.0), &policy, 1, 3600.0, &mut rng),
+            NextStep::RetryIn(5.0)
+        );
+        assert_eq!(
+            next_step(&hint(0.5), &policy, 1, 3600.0, &mut rng),
+            NextStep::RetryIn(1.0)
+        );
+        assert_eq!(
+            next_step(&hint(9e9), &policy, 1, 60.0, &mut rng),
+            NextStep::RetryIn(60.0)
+        );
+        assert_eq!(
+            next_step(&hint(5.0), &policy, 3, 3600.0, &mut rng),
+            NextStep::Exhausted
+        );
         assert_eq!(
             next_step(&Verdict::Permanent, &policy, 1, 3600.0, &mut rng),
             NextStep::FailedPermanently

@@ -66,7 +66,10 @@ impl RetryPolicySpec {
         if let Some(delays) = &self.delays_seconds {
             let exponential_field = [
                 (self.max_retries.is_some(), "max_retries"),
-                (self.initial_delay_seconds.is_some(), "initial_delay_seconds"),
+                (
+                    self.initial_delay_seconds.is_some(),
+                    "initial_delay_seconds",
+                ),
                 (self.backoff_multiplier.is_some(), "backoff_multiplier"),
                 (self.max_delay_seconds.is_some(), "max_delay_seconds"),
                 (self.jitter.is_some(), "jitter"),
@@ -208,7 +211,9 @@ mod tests {
     use rand::rngs::mock::StepRng;
 
     fn spec(json: &str) -> Result<RetryPolicy, ValidationError> {
-        serde_json::from_str::<RetryPolicySpec>(json).unwrap().parse()
+        serde_json::from_str::<RetryPolicySpec>(json)
+            .unwrap()
+            .parse()
     }
 
     #[test]

@@ -330,7 +330,10 @@ mod tests {
             headers[0].1,
             "sha256=224dfbea254c1f6c0a40e09ebb33691501b8e779b403e567aa5a19bb72ef01aa"
         );
-        assert_eq!(headers[1], ("X-IDP-Timestamp".to_string(), "42".to_string()));
+        assert_eq!(
+            headers[1],
+            ("X-IDP-Timestamp".to_string(), "42".to_string())
+        );
     }
 
     #[test]
@@ -346,9 +349,13 @@ mod tests {
 
     #[test]
     fn expired_keys_stop_signing() {
-        let mut config =
-            SignatureConfig::new(SignatureScheme::HmacSha256Hex, None, None, Some("secret-one".into()))
-                .unwrap();
+        let mut config = SignatureConfig::new(
+            SignatureScheme::HmacSha256Hex,
+            None,
+            None,
+            Some("secret-one".into()),
+        )
+        .unwrap();
         config.keys.push(SigningKey {
             secret: "secret-two".into(),
             expires_at: Some(Utc::now() - chrono::Duration::seconds(1)),

@@ -171,7 +171,11 @@ mod tests {
         b.dispatched();
         assert_eq!(b.check(30_001), Permit::WaitForProbe);
         b.record(Signal::Failure, 31_000, &config);
-        assert_eq!(b.check(31_001), Permit::WaitUntil(91_000), "open time doubles");
+        assert_eq!(
+            b.check(31_001),
+            Permit::WaitUntil(91_000),
+            "open time doubles"
+        );
         assert_eq!(b.check(91_000), Permit::Go);
         b.dispatched();
         b.record(Signal::Success, 91_100, &config);

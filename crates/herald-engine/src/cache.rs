@@ -83,13 +83,41 @@ impl Cache {
         Ok(found)
     }
 
+    /// Reads an endpoint the store changed on its own (`disable_endpoint`) back into
+    /// the cache; `None` when it cannot be read (the next miss reads it).
+    pub async fn reload_endpoint(
+        &self,
+        id: &EndpointId,
+        tenant: &TenantId,
+    ) -> Option<Arc<Endpoint>> {
+        write(&self.endpoints).remove(id);
+        self.forget_tenant(tenant);
+        match self.store.get_endpoint(id).await {
+            Ok(Some(e)) => {
+                let e = Arc::new(e);
+                write(&self.endpoints).insert(id.clone(), e.clone());
+                Some(e)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(endpoint_id = %id, error = %e, "cannot reload a disabled endpoint");
+                None
+            }
+        }
+    }
+
     /// Forgets what is known of a tenant (its settings or its endpoint list changed).
     pub fn forget_tenant(&self, id: &TenantId) {
         write(&self.tenants).remove(id);
     }
 
     /// Records an endpoint's new state (`None`: deleted).
-    pub fn set_endpoint(&self, id: &EndpointId, tenant: &TenantId, endpoint: Option<Arc<Endpoint>>) {
+    pub fn set_endpoint(
+        &self,
+        id: &EndpointId,
+        tenant: &TenantId,
+        endpoint: Option<Arc<Endpoint>>,
+    ) {
         match endpoint {
             Some(e) => write(&self.endpoints).insert(id.clone(), e),
             None => write(&self.endpoints).remove(id),

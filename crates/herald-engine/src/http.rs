@@ -59,10 +59,11 @@ impl HttpClients {
     /// Sends one request; the whole exchange, body included, is bounded by `timeout`.
     pub async fn send(&self, request: Request<'_>, body_limit: usize) -> Result<Answer, Failure> {
         let client = self.client(request.connect_timeout)?;
-        let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| Failure {
-            kind: TransportError::Request,
-            message: format!("bad method {}", request.method),
-        })?;
+        let method =
+            reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| Failure {
+                kind: TransportError::Request,
+                message: format!("bad method {}", request.method),
+            })?;
         let mut builder = client.request(method, request.url).body(request.body);
         for (name, value) in request.headers {
             builder = builder.header(name.as_str(), value.as_str());
@@ -74,7 +75,12 @@ impl HttpClients {
                 .headers()
                 .iter()
                 .take(64)
-                .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(n, v)| {
+                    (
+                        n.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect();
             let mut body = Vec::new();
             while body.len() < body_limit {

@@ -166,7 +166,11 @@ impl Engine {
         let _ = self.inner.commands.send(command);
     }
 
-    async fn jobs(&self, deliveries: &[Delivery], message: Option<Arc<StoredMessage>>) -> EngineResult<Vec<(Job, Option<Arc<Endpoint>>)>> {
+    async fn jobs(
+        &self,
+        deliveries: &[Delivery],
+        message: Option<Arc<StoredMessage>>,
+    ) -> EngineResult<Vec<(Job, Option<Arc<Endpoint>>)>> {
         let mut jobs = Vec::with_capacity(deliveries.len());
         for d in deliveries {
             let endpoint = match &d.endpoint_id {
@@ -193,7 +197,11 @@ impl Engine {
         Ok(jobs)
     }
 
-    async fn schedule(&self, deliveries: &[Delivery], message: Option<Arc<StoredMessage>>) -> EngineResult<()> {
+    async fn schedule(
+        &self,
+        deliveries: &[Delivery],
+        message: Option<Arc<StoredMessage>>,
+    ) -> EngineResult<()> {
         let jobs = self.jobs(deliveries, message).await?;
         if !jobs.is_empty() {
             self.send(Command::Schedule(jobs));
@@ -204,11 +212,25 @@ impl Engine {
     /// Runs the delivery workers until `shutdown`: takes back deliveries a previous
     /// run left in flight, loads every open delivery, then schedules as they come.
     pub async fn run_workers(&self, shutdown: CancellationToken) -> EngineResult<()> {
-        let Some((receiver, ctx)) = self.inner.scheduler.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-            return Err(EngineError::Conflict("the workers are already running".into()));
+        let Some((receiver, ctx)) = self
+            .inner
+            .scheduler
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return Err(EngineError::Conflict(
+                "the workers are already running".into(),
+            ));
         };
-        let scheduler = Scheduler::new(receiver, self.inner.commands.clone(), self.inner.config.scheduler.clone(), ctx);
-        let running = tokio::spawn(scheduler.run(shutdown.clone(), self.inner.config.shutdown_grace));
+        let scheduler = Scheduler::new(
+            receiver,
+            self.inner.commands.clone(),
+            self.inner.config.scheduler.clone(),
+            ctx,
+        );
+        let running =
+            tokio::spawn(scheduler.run(shutdown.clone(), self.inner.config.shutdown_grace));
         let up_to = self.inner.store.recover_in_flight().await?;
         let mut after = 0;
         let mut loaded = 0usize;
@@ -227,15 +249,32 @@ impl Engine {
 
     /// The one ingest path: fans a message out to the tenant's subscribed, active
     /// endpoints and commits it with its deliveries.
-    pub async fn ingest(&self, tenant: &TenantId, message: ParsedMessage) -> EngineResult<Ingested> {
-        let entry = self.inner.cache.tenant(tenant).await?.ok_or(EngineError::NotFound("tenant"))?;
+    pub async fn ingest(
+        &self,
+        tenant: &TenantId,
+        message: ParsedMessage,
+    ) -> EngineResult<Ingested> {
+        let entry = self
+            .inner
+            .cache
+            .tenant(tenant)
+            .await?
+            .ok_or(EngineError::NotFound("tenant"))?;
         let chosen: Vec<&Arc<Endpoint>> = match &message.endpoint_ids {
             Some(ids) => {
                 let mut chosen = Vec::with_capacity(ids.len());
                 for (i, id) in ids.iter().enumerate() {
-                    let endpoint = entry.endpoints.iter().find(|e| &e.id == id).ok_or_else(|| {
-                        ValidationError::new(format!("endpoint_ids[{i}]"), "no such endpoint in this tenant")
-                    })?;
+                    let endpoint =
+                        entry
+                            .endpoints
+                            .iter()
+                            .find(|e| &e.id == id)
+                            .ok_or_else(|| {
+                                ValidationError::new(
+                                    format!("endpoint_ids[{i}]"),
+                                    "no such endpoint in this tenant",
+                                )
+                            })?;
                     chosen.push(endpoint);
                 }
                 chosen
@@ -253,7 +292,11 @@ impl Engine {
     }
 
     /// An ad-hoc callback (seed 000): one delivery to the URL given with the message.
-    pub async fn callback(&self, message: ParsedMessage, target: AdHocTarget) -> EngineResult<Ingested> {
+    pub async fn callback(
+        &self,
+        message: ParsedMessage,
+        target: AdHocTarget,
+    ) -> EngineResult<Ingested> {
         let tenant = TenantId::from_stored(CALLBACK_TENANT.into());
         if self.inner.cache.tenant(&tenant).await?.is_none() {
             let now = now_ms();
@@ -278,9 +321,21 @@ impl Engine {
         self.commit(stored, vec![delivery]).await
     }
 
-    async fn commit(&self, message: StoredMessage, deliveries: Vec<Delivery>) -> EngineResult<Ingested> {
+    async fn commit(
+        &self,
+        message: StoredMessage,
+        deliveries: Vec<Delivery>,
+    ) -> EngineResult<Ingested> {
         let tenant = message.tenant_id.clone();
-        match self.inner.store.ingest(Ingest { message: message.clone(), deliveries }).await? {
+        match self
+            .inner
+            .store
+            .ingest(Ingest {
+                message: message.clone(),
+                deliveries,
+            })
+            .await?
+        {
             IngestResult::Created(deliveries) => {
                 let message = Arc::new(message);
                 self.schedule(&deliveries, Some(message.clone())).await?;
@@ -292,13 +347,21 @@ impl Engine {
             }
             IngestResult::Duplicate(id) => {
                 let (message, deliveries) = self.message(&tenant, &id).await?;
-                Ok(Ingested { message, deliveries, created: false })
+                Ok(Ingested {
+                    message,
+                    deliveries,
+                    created: false,
+                })
             }
         }
     }
 
     /// A message of the tenant with its deliveries.
-    pub async fn message(&self, tenant: &TenantId, id: &MessageId) -> EngineResult<(StoredMessage, Vec<Delivery>)> {
+    pub async fn message(
+        &self,
+        tenant: &TenantId,
+        id: &MessageId,
+    ) -> EngineResult<(StoredMessage, Vec<Delivery>)> {
         let message = self
             .inner
             .store
@@ -311,16 +374,33 @@ impl Engine {
     }
 
     /// Sends a message again: to one endpoint, or to every target it had.
-    pub async fn resend(&self, tenant: &TenantId, id: &MessageId, endpoint: Option<&EndpointId>) -> EngineResult<Vec<Delivery>> {
+    pub async fn resend(
+        &self,
+        tenant: &TenantId,
+        id: &MessageId,
+        endpoint: Option<&EndpointId>,
+    ) -> EngineResult<Vec<Delivery>> {
         let (message, previous) = self.message(tenant, id).await?;
         let now = now_ms();
         let mut fresh = Vec::new();
         if let Some(endpoint_id) = endpoint {
-            let known = self.inner.cache.endpoint(endpoint_id).await?.filter(|e| &e.tenant_id == tenant);
+            let known = self
+                .inner
+                .cache
+                .endpoint(endpoint_id)
+                .await?
+                .filter(|e| &e.tenant_id == tenant);
             if known.is_none() {
-                return Err(ValidationError::new("endpoint_id", "no such endpoint in this tenant").into());
+                return Err(
+                    ValidationError::new("endpoint_id", "no such endpoint in this tenant").into(),
+                );
             }
-            fresh.push(Delivery::new(&message, Some(endpoint_id.clone()), None, now));
+            fresh.push(Delivery::new(
+                &message,
+                Some(endpoint_id.clone()),
+                None,
+                now,
+            ));
         } else {
             let mut seen = Vec::new();
             for d in &previous {
@@ -331,7 +411,9 @@ impl Engine {
                             fresh.push(Delivery::new(&message, Some(e.clone()), None, now));
                         }
                     }
-                    (None, Some(t)) => fresh.push(Delivery::new(&message, None, Some(t.clone()), now)),
+                    (None, Some(t)) => {
+                        fresh.push(Delivery::new(&message, None, Some(t.clone()), now))
+                    }
                     _ => {}
                 }
             }
@@ -342,12 +424,19 @@ impl Engine {
     }
 
     /// Cancels a message's pending deliveries (or one of them).
-    pub async fn cancel(&self, tenant: &TenantId, id: &MessageId, delivery: Option<&DeliveryId>) -> EngineResult<Vec<DeliveryId>> {
+    pub async fn cancel(
+        &self,
+        tenant: &TenantId,
+        id: &MessageId,
+        delivery: Option<&DeliveryId>,
+    ) -> EngineResult<Vec<DeliveryId>> {
         let (_, deliveries) = self.message(tenant, id).await?;
         let ids: Vec<DeliveryId> = deliveries
             .iter()
             .filter(|d| delivery.is_none_or(|one| &d.id == one))
-            .filter(|d| d.status == DeliveryStatus::Pending || d.status == DeliveryStatus::Delivering)
+            .filter(|d| {
+                d.status == DeliveryStatus::Pending || d.status == DeliveryStatus::Delivering
+            })
             .map(|d| d.id.clone())
             .collect();
         if let Some(one) = delivery {
@@ -361,23 +450,37 @@ impl Engine {
     }
 
     /// Replays dead letters: pending again with a fresh attempt budget.
-    pub async fn replay(&self, tenant: &TenantId, selector: ReplaySelector) -> EngineResult<Vec<Delivery>> {
+    pub async fn replay(
+        &self,
+        tenant: &TenantId,
+        selector: ReplaySelector,
+    ) -> EngineResult<Vec<Delivery>> {
         let replayed = self.inner.store.replay(tenant, selector, now_ms()).await?;
         self.schedule(&replayed, None).await?;
         Ok(replayed)
     }
 
     pub async fn create_endpoint(&self, endpoint: Endpoint) -> EngineResult<()> {
-        self.inner.store.create_endpoint(endpoint.clone()).await.map_err(|e| match e {
-            StoreError::NotFound => EngineError::NotFound("tenant"),
-            other => other.into(),
-        })?;
+        self.inner
+            .store
+            .create_endpoint(endpoint.clone())
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => EngineError::NotFound("tenant"),
+                other => other.into(),
+            })?;
         let (id, tenant) = (endpoint.id.clone(), endpoint.tenant_id.clone());
-        self.inner.cache.set_endpoint(&id, &tenant, Some(Arc::new(endpoint)));
+        self.inner
+            .cache
+            .set_endpoint(&id, &tenant, Some(Arc::new(endpoint)));
         Ok(())
     }
 
-    pub async fn endpoint(&self, tenant: &TenantId, id: &EndpointId) -> EngineResult<Arc<Endpoint>> {
+    pub async fn endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> EngineResult<Arc<Endpoint>> {
         self.inner
             .cache
             .endpoint(id)
@@ -390,7 +493,9 @@ impl Engine {
         self.inner.store.update_endpoint(endpoint.clone()).await?;
         let (id, tenant) = (endpoint.id.clone(), endpoint.tenant_id.clone());
         let endpoint = Arc::new(endpoint);
-        self.inner.cache.set_endpoint(&id, &tenant, Some(endpoint.clone()));
+        self.inner
+            .cache
+            .set_endpoint(&id, &tenant, Some(endpoint.clone()));
         self.send(Command::EndpointChanged(id, Some(endpoint)));
         Ok(())
     }

@@ -73,6 +73,8 @@ pub(crate) struct Finished {
     pub again_at: Option<Millis>,
     /// Deliveries closed along with this one (`disable_endpoint`).
     pub also_closed: Vec<DeliveryId>,
+    /// The endpoint's new settings when the attempt changed them (`disable_endpoint`).
+    pub endpoint: Option<Arc<Endpoint>>,
     pub signal: Signal,
 }
 
@@ -140,7 +142,10 @@ impl Lane {
     }
 
     fn is_idle(&self) -> bool {
-        self.ready.is_empty() && self.ordered.is_empty() && self.in_flight == 0 && !self.breaker.is_open()
+        self.ready.is_empty()
+            && self.ordered.is_empty()
+            && self.in_flight == 0
+            && !self.breaker.is_open()
     }
 }
 
@@ -216,7 +221,9 @@ impl Scheduler {
             let now = now_ms();
             self.fire_timers(now);
             self.pump(now);
-            let next = self.next_wake().map(|at| Duration::from_millis((at - now).max(0) as u64));
+            let next = self
+                .next_wake()
+                .map(|at| Duration::from_millis((at - now).max(0) as u64));
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -236,7 +243,10 @@ impl Scheduler {
         self.tracker.close();
         let waited = tokio::time::timeout(grace, self.tracker.wait()).await;
         if waited.is_err() {
-            tracing::warn!(in_flight = self.in_flight, "shutdown grace ended with requests in flight; they stay pending");
+            tracing::warn!(
+                in_flight = self.in_flight,
+                "shutdown grace ended with requests in flight; they stay pending"
+            );
         }
     }
 
@@ -273,7 +283,9 @@ impl Scheduler {
                     self.next_generation += 1;
                     self.known.insert(job.delivery_id.clone(), job.generation);
                     let key = job.lane();
-                    self.lanes.entry(key).or_insert_with(|| Lane::new(endpoint, now));
+                    self.lanes
+                        .entry(key)
+                        .or_insert_with(|| Lane::new(endpoint, now));
                     self.place(job, now);
                 }
             }
@@ -285,13 +297,19 @@ impl Scheduler {
             }
             Command::EndpointChanged(id, endpoint) => {
                 let key = LaneKey::Endpoint(id);
-                let Some(lane) = self.lanes.get_mut(&key) else { return };
+                let Some(lane) = self.lanes.get_mut(&key) else {
+                    return;
+                };
                 let was_ordered = lane.is_ordered();
                 let rate = endpoint.as_ref().and_then(|e| e.rate_limit_per_second);
                 lane.bucket = rate.map(|r| TokenBucket::new(r, now));
                 lane.endpoint = endpoint;
                 if lane.is_ordered() != was_ordered {
-                    let jobs: Vec<Job> = lane.ready.drain(..).chain(std::mem::take(&mut lane.ordered).into_values()).collect();
+                    let jobs: Vec<Job> = lane
+                        .ready
+                        .drain(..)
+                        .chain(std::mem::take(&mut lane.ordered).into_values())
+                        .collect();
                     for job in jobs {
                         self.place(job, now);
                     }
@@ -304,7 +322,17 @@ impl Scheduler {
     /// Puts a job where it waits: its ordered lane, its lane's ready queue, or a timer.
     fn place(&mut self, job: Job, now: Millis) {
         let key = job.lane();
-        let Some(lane) = self.lanes.get_mut(&key) else { return };
+        // An ad-hoc origin's lane is dropped while idle; a retry brings it back.
+        // Endpoint lanes live as long as the process.
+        if matches!(key, LaneKey::Origin(_)) {
+            self.lanes
+                .entry(key.clone())
+                .or_insert_with(|| Lane::new(None, now));
+        }
+        let Some(lane) = self.lanes.get_mut(&key) else {
+            tracing::error!(delivery_id = %job.delivery_id, "no lane for a scheduled delivery");
+            return;
+        };
         if lane.is_ordered() {
             lane.ordered.insert(job.seq, job);
         } else if job.due <= now {
@@ -318,13 +346,17 @@ impl Scheduler {
 
     fn fire_timers(&mut self, now: Millis) {
         while self.timers.peek().is_some_and(|Reverse(t)| t.0.due <= now) {
-            let Some(Reverse(Timed(job))) = self.timers.pop() else { break };
+            let Some(Reverse(Timed(job))) = self.timers.pop() else {
+                break;
+            };
             if self.is_current(&job) {
                 self.place(job, now);
             }
         }
         while self.wakes.peek().is_some_and(|Reverse((at, _))| *at <= now) {
-            let Some(Reverse((_, key))) = self.wakes.pop() else { break };
+            let Some(Reverse((_, key))) = self.wakes.pop() else {
+                break;
+            };
             self.mark_runnable(&key);
         }
     }
@@ -335,6 +367,7 @@ impl Scheduler {
             again_at,
             also_closed,
             signal,
+            endpoint,
         } = finished;
         self.in_flight -= 1;
         for id in also_closed {
@@ -344,6 +377,9 @@ impl Scheduler {
         if let Some(lane) = self.lanes.get_mut(&key) {
             lane.in_flight -= 1;
             lane.breaker.record(signal, now, &self.config.breaker);
+            if endpoint.is_some() {
+                lane.endpoint = endpoint;
+            }
         }
         match again_at {
             Some(at) if self.is_current(&job) => {
@@ -374,7 +410,11 @@ impl Scheduler {
                 self.runnable.push_front(key);
                 return;
             }
-            if self.lanes.get(&key).is_some_and(|l| l.is_idle() && l.endpoint.is_none()) {
+            if self
+                .lanes
+                .get(&key)
+                .is_some_and(|l| l.is_idle() && l.endpoint.is_none())
+            {
                 self.lanes.remove(&key);
             }
         }
@@ -383,7 +423,9 @@ impl Scheduler {
     /// Dispatches from one lane until it must wait; false when global permits ran out.
     fn dispatch_lane(&mut self, key: &LaneKey, now: Millis) -> bool {
         loop {
-            let Some(lane) = self.lanes.get_mut(key) else { return true };
+            let Some(lane) = self.lanes.get_mut(key) else {
+                return true;
+            };
             if lane.paused() || lane.in_flight >= lane.limit(self.config.adhoc_max_in_flight) {
                 return true;
             }
@@ -457,6 +499,7 @@ impl Scheduler {
                         again_at: Some(now_ms() + 1000),
                         also_closed: Vec::new(),
                         signal: Signal::Neutral,
+                        endpoint: None,
                     }
                 }
             };

@@ -42,12 +42,17 @@ struct Plan<'a> {
 
 const REDACTED: &str = "[redacted]";
 
-pub(crate) async fn attempt(ctx: Arc<WorkerCtx>, mut job: Job, endpoint: Option<Arc<Endpoint>>) -> Finished {
+pub(crate) async fn attempt(
+    ctx: Arc<WorkerCtx>,
+    mut job: Job,
+    endpoint: Option<Arc<Endpoint>>,
+) -> Finished {
     let retry_soon = |job: Job, signal| Finished {
         job,
         again_at: Some(now_ms() + 1000),
         also_closed: Vec::new(),
         signal,
+        endpoint: None,
     };
     let message = match job.message.take() {
         Some(m) => m,
@@ -88,8 +93,28 @@ pub(crate) async fn attempt(ctx: Arc<WorkerCtx>, mut job: Job, endpoint: Option<
     let (result, answer_headers, answer_body, error_kind, error) = match signed {
         Err(e) => {
             let reason = format!("signing failed: {e}");
-            let attempt = log_attempt(&job, &plan, &headers, attempt_no, None, &[], None, 0, "failed", Some("signing"), Some(reason.clone()));
-            return record(&ctx, job, attempt, NextState::Dead { reason }, None, Signal::Neutral).await;
+            let attempt = log_attempt(
+                &job,
+                &plan,
+                &headers,
+                attempt_no,
+                None,
+                &[],
+                None,
+                0,
+                "failed",
+                Some("signing"),
+                Some(reason.clone()),
+            );
+            return record(
+                &ctx,
+                job,
+                attempt,
+                NextState::Dead { reason },
+                None,
+                Signal::Neutral,
+            )
+            .await;
         }
         Ok(signature_headers) => {
             headers.extend(signature_headers);
@@ -107,10 +132,14 @@ pub(crate) async fn attempt(ctx: Arc<WorkerCtx>, mut job: Job, endpoint: Option<
             match ctx.http.send(request, ctx.config.response_body_limit).await {
                 Ok(answer) => {
                     let retry_after = header(&answer.headers, "retry-after");
-                    let error = (!(200..300).contains(&answer.status)).then(|| format!("HTTP {}", answer.status));
+                    let error = (!(200..300).contains(&answer.status))
+                        .then(|| format!("HTTP {}", answer.status));
                     let body = String::from_utf8_lossy(&answer.body).into_owned();
                     (
-                        TryResult::Answered { status: answer.status, retry_after },
+                        TryResult::Answered {
+                            status: answer.status,
+                            retry_after,
+                        },
                         answer.headers,
                         Some(body),
                         error.as_ref().map(|_| "http_status"),
@@ -141,13 +170,23 @@ pub(crate) async fn attempt(ctx: Arc<WorkerCtx>, mut job: Job, endpoint: Option<
         NextStep::Succeeded => (NextState::Succeeded, "success", None),
         NextStep::RetryIn(seconds) => {
             let at = now_ms() + (seconds * 1000.0) as i64;
-            (NextState::Retry { at, error: error_text }, "retry", Some(at))
+            (
+                NextState::Retry {
+                    at,
+                    error: error_text,
+                },
+                "retry",
+                Some(at),
+            )
         }
         NextStep::Exhausted => {
             let reason = format!("retries exhausted after {attempt_no} attempts: {error_text}");
             match (&plan.on_exhausted, &job.endpoint_id) {
                 (OnExhausted::DisableEndpoint, Some(endpoint_id)) => (
-                    NextState::DisableEndpoint { endpoint_id: endpoint_id.clone(), reason },
+                    NextState::DisableEndpoint {
+                        endpoint_id: endpoint_id.clone(),
+                        reason,
+                    },
                     "failed",
                     None,
                 ),
@@ -155,7 +194,9 @@ pub(crate) async fn attempt(ctx: Arc<WorkerCtx>, mut job: Job, endpoint: Option<
             }
         }
         NextStep::FailedPermanently => (
-            NextState::Dead { reason: format!("permanent failure: {error_text}") },
+            NextState::Dead {
+                reason: format!("permanent failure: {error_text}"),
+            },
             "failed",
             None,
         ),
@@ -203,17 +244,43 @@ fn done(job: Job, signal: Signal) -> Finished {
         again_at: None,
         also_closed: Vec::new(),
         signal,
+        endpoint: None,
     }
 }
 
 /// Commits the attempt; on a store error the try is repeated later, uncounted.
-async fn record(ctx: &WorkerCtx, mut job: Job, attempt: Attempt, next: NextState, again_at: Option<i64>, signal: Signal) -> Finished {
+async fn record(
+    ctx: &WorkerCtx,
+    mut job: Job,
+    attempt: Attempt,
+    next: NextState,
+    again_at: Option<i64>,
+    signal: Signal,
+) -> Finished {
     let attempts = attempt.attempt;
-    let outcome = Outcome { attempt, next, now: now_ms() };
+    let disabled = match &next {
+        NextState::DisableEndpoint { endpoint_id, .. } => Some(endpoint_id.clone()),
+        _ => None,
+    };
+    let outcome = Outcome {
+        attempt,
+        next,
+        now: now_ms(),
+    };
     match ctx.store.record_outcome(outcome).await {
         Ok(OutcomeApplied::Applied { also_dead }) => {
             job.attempts = attempts;
-            Finished { job, again_at, also_closed: also_dead, signal }
+            let endpoint = match disabled {
+                Some(id) => ctx.cache.reload_endpoint(&id, &job.tenant_id).await,
+                None => None,
+            };
+            Finished {
+                job,
+                again_at,
+                also_closed: also_dead,
+                signal,
+                endpoint,
+            }
         }
         Ok(OutcomeApplied::Stale) => done(job, signal),
         Err(e) => {
@@ -223,12 +290,17 @@ async fn record(ctx: &WorkerCtx, mut job: Job, attempt: Attempt, next: NextState
                 again_at: Some(now_ms() + 1000),
                 also_closed: Vec::new(),
                 signal,
+                endpoint: None,
             }
         }
     }
 }
 
-async fn retry_policy(ctx: &WorkerCtx, job: &Job, endpoint: Option<&Endpoint>) -> Result<RetryPolicy, herald_store::StoreError> {
+async fn retry_policy(
+    ctx: &WorkerCtx,
+    job: &Job,
+    endpoint: Option<&Endpoint>,
+) -> Result<RetryPolicy, herald_store::StoreError> {
     if let Some(policy) = endpoint.and_then(|e| e.retry_policy.clone()) {
         return Ok(policy);
     }
@@ -241,7 +313,11 @@ async fn retry_policy(ctx: &WorkerCtx, job: &Job, endpoint: Option<&Endpoint>) -
         .unwrap_or_else(|| ctx.config.default_retry_policy.clone()))
 }
 
-fn plan<'a>(config: &'a EngineConfig, job: &'a Job, endpoint: Option<&'a Endpoint>) -> Option<Plan<'a>> {
+fn plan<'a>(
+    config: &'a EngineConfig,
+    job: &'a Job,
+    endpoint: Option<&'a Endpoint>,
+) -> Option<Plan<'a>> {
     if let Some(e) = endpoint {
         return Some(Plan {
             url: &e.url,
@@ -270,7 +346,11 @@ fn plan<'a>(config: &'a EngineConfig, job: &'a Job, endpoint: Option<&'a Endpoin
 }
 
 /// Endpoint and message headers first, herald's own after them so they win.
-fn request_headers(plan: &Plan<'_>, message: &StoredMessage, timestamp: i64) -> Vec<(String, String)> {
+fn request_headers(
+    plan: &Plan<'_>,
+    message: &StoredMessage,
+    timestamp: i64,
+) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = plan
         .extra_headers
         .iter()
@@ -318,7 +398,14 @@ fn log_attempt(
         .iter()
         .map(|(n, v)| {
             let secret = secret_header.is_some_and(|s| s.eq_ignore_ascii_case(n));
-            (n.clone(), if secret { REDACTED.to_string() } else { v.clone() })
+            (
+                n.clone(),
+                if secret {
+                    REDACTED.to_string()
+                } else {
+                    v.clone()
+                },
+            )
         })
         .collect();
     Attempt {

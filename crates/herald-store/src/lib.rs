@@ -58,20 +58,31 @@ pub trait Store: Send + Sync + 'static {
 
     // Endpoints.
     async fn create_endpoint(&self, endpoint: herald_core::endpoint::Endpoint) -> StoreResult<()>;
-    async fn get_endpoint(&self, id: &EndpointId) -> StoreResult<Option<herald_core::endpoint::Endpoint>>;
+    async fn get_endpoint(
+        &self,
+        id: &EndpointId,
+    ) -> StoreResult<Option<herald_core::endpoint::Endpoint>>;
     async fn list_endpoints(
         &self,
         tenant: &TenantId,
         page: PageRequest,
     ) -> StoreResult<Page<herald_core::endpoint::Endpoint>>;
     /// Every endpoint of the tenant, for fan-out.
-    async fn tenant_endpoints(&self, tenant: &TenantId) -> StoreResult<Vec<herald_core::endpoint::Endpoint>>;
+    async fn tenant_endpoints(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<Vec<herald_core::endpoint::Endpoint>>;
     async fn update_endpoint(&self, endpoint: herald_core::endpoint::Endpoint) -> StoreResult<()>;
     /// Deletes the endpoint and cancels its open deliveries (returned). Its dead
     /// letters stay, no longer replayable.
     async fn delete_endpoint(&self, id: &EndpointId) -> StoreResult<Vec<DeliveryId>>;
     /// Disables the endpoint with a reason and dead-letters its open deliveries.
-    async fn disable_endpoint(&self, id: &EndpointId, reason: &str, now: Millis) -> StoreResult<Vec<DeliveryId>>;
+    async fn disable_endpoint(
+        &self,
+        id: &EndpointId,
+        reason: &str,
+        now: Millis,
+    ) -> StoreResult<Vec<DeliveryId>>;
 
     // Messages and deliveries.
     /// Commits a message and its deliveries in one transaction. A repeated
@@ -89,7 +100,11 @@ pub trait Store: Send + Sync + 'static {
     /// Adds deliveries to an existing message (resend); returns them with their `seq`.
     async fn add_deliveries(&self, deliveries: Vec<Delivery>) -> StoreResult<Vec<Delivery>>;
     /// Cancels the open deliveries among `ids`; returns those it cancelled.
-    async fn cancel_deliveries(&self, ids: &[DeliveryId], now: Millis) -> StoreResult<Vec<DeliveryId>>;
+    async fn cancel_deliveries(
+        &self,
+        ids: &[DeliveryId],
+        now: Millis,
+    ) -> StoreResult<Vec<DeliveryId>>;
 
     // The engine.
     /// Records one try and moves its delivery on, unless the delivery was closed
@@ -97,7 +112,12 @@ pub trait Store: Send + Sync + 'static {
     async fn record_outcome(&self, outcome: Outcome) -> StoreResult<OutcomeApplied>;
     /// Open deliveries in commit order with `after_seq < seq <= up_to_seq`, for
     /// loading at start.
-    async fn open_deliveries(&self, after_seq: i64, up_to_seq: i64, limit: u32) -> StoreResult<Vec<Delivery>>;
+    async fn open_deliveries(
+        &self,
+        after_seq: i64,
+        up_to_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
     /// Takes back deliveries a previous run of this process left `delivering`, and
     /// returns the highest delivery `seq` so far: what is at or below it is loaded
     /// from the store, what comes after reaches the scheduler from ingest.
@@ -118,7 +138,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Page<DeadLetter>>;
     /// Makes the selected dead, replayable deliveries pending again with a fresh
     /// attempt budget; returns them as they now are.
-    async fn replay(&self, tenant: &TenantId, selector: ReplaySelector, now: Millis) -> StoreResult<Vec<Delivery>>;
+    async fn replay(
+        &self,
+        tenant: &TenantId,
+        selector: ReplaySelector,
+        now: Millis,
+    ) -> StoreResult<Vec<Delivery>>;
 }
 
 /// Opens the store a database URL names: `sqlite://PATH` (created when missing).

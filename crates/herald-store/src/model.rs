@@ -139,10 +139,18 @@ pub struct Attempt {
 #[derive(Clone, Debug, PartialEq)]
 pub enum NextState {
     Succeeded,
-    Retry { at: Millis, error: String },
-    Dead { reason: String },
+    Retry {
+        at: Millis,
+        error: String,
+    },
+    Dead {
+        reason: String,
+    },
     /// Dead, and its endpoint disabled with its other open deliveries dead-lettered.
-    DisableEndpoint { endpoint_id: EndpointId, reason: String },
+    DisableEndpoint {
+        endpoint_id: EndpointId,
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug)]

@@ -26,7 +26,12 @@ impl ApiClient {
         })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -34,7 +39,10 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.with_context(|| format!("cannot reach herald at {}", self.base))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach herald at {}", self.base))?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -44,21 +52,52 @@ impl ApiClient {
     }
 
     /// Sends a test event to a tenant.
-    pub async fn send(&self, tenant: &str, event_type: &str, payload: Value) -> anyhow::Result<Value> {
+    pub async fn send(
+        &self,
+        tenant: &str,
+        event_type: &str,
+        payload: Value,
+    ) -> anyhow::Result<Value> {
         let body = json!({"event_type": event_type, "payload": payload});
-        self.call(reqwest::Method::POST, &format!("/api/v1/tenants/{tenant}/messages"), Some(body)).await
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/tenants/{tenant}/messages"),
+            Some(body),
+        )
+        .await
     }
 
-    pub async fn dead_letters(&self, tenant: &str, endpoint: Option<&str>) -> anyhow::Result<Value> {
-        let query = endpoint.map(|e| format!("?endpoint_id={e}")).unwrap_or_default();
-        self.call(reqwest::Method::GET, &format!("/api/v1/tenants/{tenant}/dead-letters{query}"), None).await
+    pub async fn dead_letters(
+        &self,
+        tenant: &str,
+        endpoint: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let query = endpoint
+            .map(|e| format!("?endpoint_id={e}"))
+            .unwrap_or_default();
+        self.call(
+            reqwest::Method::GET,
+            &format!("/api/v1/tenants/{tenant}/dead-letters{query}"),
+            None,
+        )
+        .await
     }
 
     pub async fn replay_one(&self, tenant: &str, id: &str) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::POST, &format!("/api/v1/tenants/{tenant}/dead-letters/{id}/replay"), None).await
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/tenants/{tenant}/dead-letters/{id}/replay"),
+            None,
+        )
+        .await
     }
 
     pub async fn replay_bulk(&self, tenant: &str, filter: Value) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::POST, &format!("/api/v1/tenants/{tenant}/dead-letters/replay"), Some(filter)).await
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/tenants/{tenant}/dead-letters/replay"),
+            Some(filter),
+        )
+        .await
     }
 }

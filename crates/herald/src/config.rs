@@ -80,7 +80,12 @@ fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     }
     Ok(match Either::deserialize(d)? {
         Either::List(l) => l,
-        Either::Csv(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+        Either::Csv(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
     })
 }
 
@@ -112,7 +117,9 @@ const NOT_SETTINGS: &[&str] = &["config"];
 impl Config {
     /// The embedded defaults alone, ignoring files and the environment (tests).
     pub fn defaults() -> Self {
-        Figment::from(Toml::string(DEFAULTS)).extract().expect("the embedded defaults parse")
+        Figment::from(Toml::string(DEFAULTS))
+            .extract()
+            .expect("the embedded defaults parse")
     }
 
     /// Loads defaults < `file` (or `HERALD_CONFIG`) < environment < `overrides`.
@@ -121,17 +128,27 @@ impl Config {
         let env_file = std::env::var_os("HERALD_CONFIG").map(std::path::PathBuf::from);
         if let Some(path) = file.map(Path::to_path_buf).or(env_file) {
             if !path.is_file() {
-                return Err(ConfigError(format!("config file {} does not exist", path.display())));
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
             }
             figment = figment.merge(Toml::file(path));
         }
         let env = Env::prefixed("HERALD_")
-            .filter(|key| !NOT_SETTINGS.contains(&key.as_str()) && !key.as_str().starts_with("test_"))
+            .filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                !NOT_SETTINGS.contains(&key.as_str()) && !key.starts_with("test_")
+            })
             .split("__");
         figment = figment.merge(env).merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().map_err(|e| {
             let name = e.path.join(".");
-            let name = if name.is_empty() { e.kind.to_string() } else { format!("`{name}`: {}", e.kind) };
+            let name = if name.is_empty() {
+                e.kind.to_string()
+            } else {
+                format!("`{name}`: {}", e.kind)
+            };
             ConfigError(name)
         })?;
         config.validate()?;
@@ -140,7 +157,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
-        if !self.database_url.starts_with("sqlite://") || self.database_url.len() <= "sqlite://".len() {
+        if !self.database_url.starts_with("sqlite://")
+            || self.database_url.len() <= "sqlite://".len()
+        {
             return Err(bad("database_url", "must be sqlite://PATH"));
         }
         if let Some(key) = &self.master_key {
@@ -156,9 +175,13 @@ impl Config {
         }
         for net in &self.allow_networks {
             let (addr, prefix) = net.split_once('/').unwrap_or((net, "32"));
-            let ok = addr.parse::<std::net::IpAddr>().is_ok() && prefix.parse::<u8>().is_ok_and(|p| p <= 128);
+            let ok = addr.parse::<std::net::IpAddr>().is_ok()
+                && prefix.parse::<u8>().is_ok_and(|p| p <= 128);
             if !ok {
-                return Err(bad("allow_networks", format!("has `{net}`, which is not a CIDR")));
+                return Err(bad(
+                    "allow_networks",
+                    format!("has `{net}`, which is not a CIDR"),
+                ));
             }
         }
         tracing_subscriber::EnvFilter::try_new(&self.log_level).map_err(|e| bad("log_level", e))?;
@@ -171,8 +194,14 @@ impl Config {
         let positive = [
             ("max_retry_after_seconds", self.max_retry_after_seconds),
             ("shutdown_grace_seconds", self.shutdown_grace_seconds),
-            ("circuit_breaker.open_seconds", self.circuit_breaker.open_seconds),
-            ("circuit_breaker.max_open_seconds", self.circuit_breaker.max_open_seconds),
+            (
+                "circuit_breaker.open_seconds",
+                self.circuit_breaker.open_seconds,
+            ),
+            (
+                "circuit_breaker.max_open_seconds",
+                self.circuit_breaker.max_open_seconds,
+            ),
         ];
         for (name, value) in positive {
             if !(value.is_finite() && value >= 0.1) {
@@ -180,10 +209,16 @@ impl Config {
             }
         }
         if self.circuit_breaker.failure_threshold == 0 {
-            return Err(bad("circuit_breaker.failure_threshold", "must be at least 1"));
+            return Err(bad(
+                "circuit_breaker.failure_threshold",
+                "must be at least 1",
+            ));
         }
         if self.max_concurrent_requests == 0 || self.adhoc_max_in_flight == 0 {
-            return Err(bad("max_concurrent_requests", "and adhoc_max_in_flight must be at least 1"));
+            return Err(bad(
+                "max_concurrent_requests",
+                "and adhoc_max_in_flight must be at least 1",
+            ));
         }
         self.retry_policy()?;
         self.endpoint_defaults()?;
@@ -191,11 +226,15 @@ impl Config {
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen.parse().map_err(|_| bad("listen", "must be an address such as 127.0.0.1:8080"))
+        self.listen
+            .parse()
+            .map_err(|_| bad("listen", "must be an address such as 127.0.0.1:8080"))
     }
 
     pub fn retry_policy(&self) -> Result<RetryPolicy, ConfigError> {
-        self.retry_policy.parse().map_err(|e| bad(&format!("retry_policy.{}", e.field), e.message))
+        self.retry_policy
+            .parse()
+            .map_err(|e| bad(&format!("retry_policy.{}", e.field), e.message))
     }
 
     fn endpoint_defaults(&self) -> Result<herald_core::endpoint::EndpointDefaults, ConfigError> {
@@ -210,12 +249,16 @@ impl Config {
             ..Default::default()
         };
         let tenant = herald_core::TenantId::parse("config", "tenant").expect("a valid name");
-        herald_core::endpoint::Endpoint::create(tenant, probe, &defaults, chrono::Utc::now()).map_err(|e| bad(&e.field, e.message))?;
+        herald_core::endpoint::Endpoint::create(tenant, probe, &defaults, chrono::Utc::now())
+            .map_err(|e| bad(&e.field, e.message))?;
         if !(1..=1000).contains(&self.max_in_flight) {
             return Err(bad("max_in_flight", "must be between 1 and 1000"));
         }
         if !(0.1..=300.0).contains(&self.connect_timeout_seconds) {
-            return Err(bad("connect_timeout_seconds", "must be between 0.1 and 300"));
+            return Err(bad(
+                "connect_timeout_seconds",
+                "must be between 0.1 and 300",
+            ));
         }
         if !(0.1..=300.0).contains(&self.timeout_seconds) {
             return Err(bad("timeout_seconds", "must be between 0.1 and 300"));

@@ -103,7 +103,10 @@ fn main() -> ExitCode {
             log_level: f.log_level.clone(),
             log_format: f.log_format.clone(),
         },
-        Command::Migrate { database_url } => Overrides { database_url: database_url.clone(), ..Default::default() },
+        Command::Migrate { database_url } => Overrides {
+            database_url: database_url.clone(),
+            ..Default::default()
+        },
         _ => Overrides::default(),
     };
     let config = match Config::load(cli.config.as_deref(), &overrides) {
@@ -131,7 +134,10 @@ fn main() -> ExitCode {
 }
 
 fn print(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
@@ -151,20 +157,52 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             print!("{}", config.to_masked_toml());
             Ok(())
         }
-        Command::Send { tenant, event_type, payload, url } => {
-            let payload: Value = serde_json::from_str(&payload).map_err(|e| anyhow::anyhow!("--payload is not JSON: {e}"))?;
-            print(&ApiClient::new(&config, url)?.send(&tenant, &event_type, payload).await?);
+        Command::Send {
+            tenant,
+            event_type,
+            payload,
+            url,
+        } => {
+            let payload: Value = serde_json::from_str(&payload)
+                .map_err(|e| anyhow::anyhow!("--payload is not JSON: {e}"))?;
+            print(
+                &ApiClient::new(&config, url)?
+                    .send(&tenant, &event_type, payload)
+                    .await?,
+            );
             Ok(())
         }
-        Command::DeadLetters(DeadLetters::List { tenant, endpoint_id, url }) => {
-            print(&ApiClient::new(&config, url)?.dead_letters(&tenant, endpoint_id.as_deref()).await?);
+        Command::DeadLetters(DeadLetters::List {
+            tenant,
+            endpoint_id,
+            url,
+        }) => {
+            print(
+                &ApiClient::new(&config, url)?
+                    .dead_letters(&tenant, endpoint_id.as_deref())
+                    .await?,
+            );
             Ok(())
         }
-        Command::DeadLetters(DeadLetters::Replay { tenant, id, endpoint_id, since, until, url }) => {
+        Command::DeadLetters(DeadLetters::Replay {
+            tenant,
+            id,
+            endpoint_id,
+            since,
+            until,
+            url,
+        }) => {
             let client = ApiClient::new(&config, url)?;
             let answer = match id {
                 Some(id) => client.replay_one(&tenant, &id).await?,
-                None => client.replay_bulk(&tenant, json!({"endpoint_id": endpoint_id, "since": since, "until": until})).await?,
+                None => {
+                    client
+                        .replay_bulk(
+                            &tenant,
+                            json!({"endpoint_id": endpoint_id, "since": since, "until": until}),
+                        )
+                        .await?
+                }
             };
             print(&answer);
             Ok(())

@@ -21,9 +21,19 @@ pub fn router() -> Router<Arc<AppState>> {
 /// `default` tenant.
 #[utoipa::path(post, path = "/api/v1/callbacks", request_body = CallbackSpec,
     responses((status = 202, body = MessageOut), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn create(state: State, ValidJson(spec): ValidJson<CallbackSpec>) -> ApiResult<(StatusCode, Json<MessageOut>)> {
+pub async fn create(
+    state: State,
+    ValidJson(spec): ValidJson<CallbackSpec>,
+) -> ApiResult<(StatusCode, Json<MessageOut>)> {
     let (message, target) = spec.parse()?;
     let ingested = state.engine.callback(message, target).await?;
-    let status = if ingested.created { StatusCode::ACCEPTED } else { StatusCode::OK };
-    Ok((status, Json(MessageOut::new(ingested.message, &ingested.deliveries))))
+    let status = if ingested.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(MessageOut::new(ingested.message, &ingested.deliveries)),
+    ))
 }

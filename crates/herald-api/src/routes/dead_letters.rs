@@ -19,8 +19,14 @@ use crate::AppState;
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/tenants/{tid}/dead-letters", get(list))
-        .route("/api/v1/tenants/{tid}/dead-letters/replay", post(replay_bulk))
-        .route("/api/v1/tenants/{tid}/dead-letters/{did}/replay", post(replay_one))
+        .route(
+            "/api/v1/tenants/{tid}/dead-letters/replay",
+            post(replay_bulk),
+        )
+        .route(
+            "/api/v1/tenants/{tid}/dead-letters/{did}/replay",
+            post(replay_one),
+        )
 }
 
 #[derive(Deserialize)]
@@ -33,19 +39,33 @@ pub struct DeadLetterQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tid}/dead-letters", responses((status = 200, body = List<DeadLetterOut>)))]
-pub async fn list(state: State, Path(tid): Path<String>, ValidQuery(q): ValidQuery<DeadLetterQuery>) -> ApiResult<Json<List<DeadLetterOut>>> {
+pub async fn list(
+    state: State,
+    Path(tid): Path<String>,
+    ValidQuery(q): ValidQuery<DeadLetterQuery>,
+) -> ApiResult<Json<List<DeadLetterOut>>> {
     let tenant = tenant(&state, &tid).await?;
     let filter = DeadLetterFilter {
-        endpoint_id: q.endpoint_id.map(|e| EndpointId::parse(&e, "endpoint_id")).transpose()?,
+        endpoint_id: q
+            .endpoint_id
+            .map(|e| EndpointId::parse(&e, "endpoint_id"))
+            .transpose()?,
         since: time_param(q.since.as_deref(), "since")?,
         until: time_param(q.until.as_deref(), "until")?,
     };
-    let page = state.engine.store().list_dead_letters(&tenant.id, filter, page(q.limit.as_deref(), q.cursor)?).await?;
+    let page = state
+        .engine
+        .store()
+        .list_dead_letters(&tenant.id, filter, page(q.limit.as_deref(), q.cursor)?)
+        .await?;
     Ok(Json(List::from_page(page, DeadLetterOut::from)))
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants/{tid}/dead-letters/{did}/replay", responses((status = 200, body = DeliveryOut), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn replay_one(state: State, Path((tid, did)): Path<(String, String)>) -> ApiResult<Json<DeliveryOut>> {
+pub async fn replay_one(
+    state: State,
+    Path((tid, did)): Path<(String, String)>,
+) -> ApiResult<Json<DeliveryOut>> {
     let tenant = tenant(&state, &tid).await?;
     let replayed = state
         .engine
@@ -76,13 +96,25 @@ pub struct ReplayedOut {
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants/{tid}/dead-letters/replay", request_body = BulkReplaySpec, responses((status = 200, body = ReplayedOut)))]
-pub async fn replay_bulk(state: State, Path(tid): Path<String>, ValidJson(spec): ValidJson<BulkReplaySpec>) -> ApiResult<Json<ReplayedOut>> {
+pub async fn replay_bulk(
+    state: State,
+    Path(tid): Path<String>,
+    ValidJson(spec): ValidJson<BulkReplaySpec>,
+) -> ApiResult<Json<ReplayedOut>> {
     let tenant = tenant(&state, &tid).await?;
     let filter = DeadLetterFilter {
-        endpoint_id: spec.endpoint_id.map(|e| EndpointId::parse(&e, "endpoint_id")).transpose()?,
+        endpoint_id: spec
+            .endpoint_id
+            .map(|e| EndpointId::parse(&e, "endpoint_id"))
+            .transpose()?,
         since: time_param(spec.since.as_deref(), "since")?,
         until: time_param(spec.until.as_deref(), "until")?,
     };
-    let replayed = state.engine.replay(&tenant.id, ReplaySelector::Bulk(filter)).await?;
-    Ok(Json(ReplayedOut { replayed: replayed.len() }))
+    let replayed = state
+        .engine
+        .replay(&tenant.id, ReplaySelector::Bulk(filter))
+        .await?;
+    Ok(Json(ReplayedOut {
+        replayed: replayed.len(),
+    }))
 }

@@ -22,7 +22,10 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/tenants/{tid}/messages", get(list).post(create))
         .route("/api/v1/tenants/{tid}/messages/{mid}", get(read))
-        .route("/api/v1/tenants/{tid}/messages/{mid}/attempts", get(message_attempts))
+        .route(
+            "/api/v1/tenants/{tid}/messages/{mid}/attempts",
+            get(message_attempts),
+        )
         .route("/api/v1/tenants/{tid}/messages/{mid}/resend", post(resend))
         .route("/api/v1/tenants/{tid}/messages/{mid}/cancel", post(cancel))
         .route("/api/v1/tenants/{tid}/attempts", get(attempts))
@@ -32,12 +35,23 @@ pub fn router() -> Router<Arc<AppState>> {
     responses((status = 201, body = MessageOut, description = "committed"),
               (status = 200, body = MessageOut, description = "the idempotency key was seen: the first message"),
               (status = 422, body = crate::error::ErrorBody)))]
-pub async fn create(state: State, Path(tid): Path<String>, ValidJson(spec): ValidJson<MessageSpec>) -> ApiResult<(StatusCode, Json<MessageOut>)> {
+pub async fn create(
+    state: State,
+    Path(tid): Path<String>,
+    ValidJson(spec): ValidJson<MessageSpec>,
+) -> ApiResult<(StatusCode, Json<MessageOut>)> {
     let tenant = super::tenant_id(&tid)?;
     let parsed = spec.parse()?;
     let ingested = state.engine.ingest(&tenant, parsed).await?;
-    let status = if ingested.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(MessageOut::new(ingested.message, &ingested.deliveries))))
+    let status = if ingested.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(MessageOut::new(ingested.message, &ingested.deliveries)),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -50,20 +64,34 @@ pub struct MessageQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tid}/messages", responses((status = 200, body = List<MessageSummary>)))]
-pub async fn list(state: State, Path(tid): Path<String>, ValidQuery(q): ValidQuery<MessageQuery>) -> ApiResult<Json<List<MessageSummary>>> {
+pub async fn list(
+    state: State,
+    Path(tid): Path<String>,
+    ValidQuery(q): ValidQuery<MessageQuery>,
+) -> ApiResult<Json<List<MessageSummary>>> {
     let tenant = tenant(&state, &tid).await?;
     let filter = MessageFilter {
         event_type: q.event_type,
         since: time_param(q.since.as_deref(), "since")?,
         until: time_param(q.until.as_deref(), "until")?,
     };
-    let page = state.engine.store().list_messages(&tenant.id, filter, page(q.limit.as_deref(), q.cursor)?).await?;
+    let page = state
+        .engine
+        .store()
+        .list_messages(&tenant.id, filter, page(q.limit.as_deref(), q.cursor)?)
+        .await?;
     Ok(Json(List::from_page(page, MessageSummary::from)))
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tid}/messages/{mid}", responses((status = 200, body = MessageOut)))]
-pub async fn read(state: State, Path((tid, mid)): Path<(String, String)>) -> ApiResult<Json<MessageOut>> {
-    let (message, deliveries) = state.engine.message(&super::tenant_id(&tid)?, &message_id(&mid)?).await?;
+pub async fn read(
+    state: State,
+    Path((tid, mid)): Path<(String, String)>,
+) -> ApiResult<Json<MessageOut>> {
+    let (message, deliveries) = state
+        .engine
+        .message(&super::tenant_id(&tid)?, &message_id(&mid)?)
+        .await?;
     Ok(Json(MessageOut::new(message, &deliveries)))
 }
 
@@ -79,37 +107,70 @@ pub struct AttemptQuery {
     cursor: Option<String>,
 }
 
-async fn attempt_page(state: &AppState, tid: &str, q: AttemptQuery, message: Option<herald_core::MessageId>) -> ApiResult<Json<List<AttemptOut>>> {
+async fn attempt_page(
+    state: &AppState,
+    tid: &str,
+    q: AttemptQuery,
+    message: Option<herald_core::MessageId>,
+) -> ApiResult<Json<List<AttemptOut>>> {
     let tenant = tenant(state, tid).await?;
     if let Some(status) = &q.status {
         if !matches!(status.as_str(), "success" | "retry" | "failed") {
-            return Err(herald_core::ValidationError::new("status", "must be success, retry or failed").into());
+            return Err(herald_core::ValidationError::new(
+                "status",
+                "must be success, retry or failed",
+            )
+            .into());
         }
     }
     let filter = AttemptFilter {
         message_id: match message {
             Some(m) => Some(m),
-            None => q.message_id.map(|m| herald_core::MessageId::parse(&m, "message_id")).transpose()?,
+            None => q
+                .message_id
+                .map(|m| herald_core::MessageId::parse(&m, "message_id"))
+                .transpose()?,
         },
-        endpoint_id: q.endpoint_id.map(|e| EndpointId::parse(&e, "endpoint_id")).transpose()?,
-        delivery_id: q.delivery_id.map(|d| herald_core::DeliveryId::parse(&d, "delivery_id")).transpose()?,
+        endpoint_id: q
+            .endpoint_id
+            .map(|e| EndpointId::parse(&e, "endpoint_id"))
+            .transpose()?,
+        delivery_id: q
+            .delivery_id
+            .map(|d| herald_core::DeliveryId::parse(&d, "delivery_id"))
+            .transpose()?,
         outcome: q.status,
         since: time_param(q.since.as_deref(), "since")?,
         until: time_param(q.until.as_deref(), "until")?,
     };
-    let page = state.engine.store().list_attempts(&tenant.id, filter, page(q.limit.as_deref(), q.cursor)?).await?;
+    let page = state
+        .engine
+        .store()
+        .list_attempts(&tenant.id, filter, page(q.limit.as_deref(), q.cursor)?)
+        .await?;
     Ok(Json(List::from_page(page, AttemptOut::from)))
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tid}/attempts", responses((status = 200, body = List<AttemptOut>)))]
-pub async fn attempts(state: State, Path(tid): Path<String>, ValidQuery(q): ValidQuery<AttemptQuery>) -> ApiResult<Json<List<AttemptOut>>> {
+pub async fn attempts(
+    state: State,
+    Path(tid): Path<String>,
+    ValidQuery(q): ValidQuery<AttemptQuery>,
+) -> ApiResult<Json<List<AttemptOut>>> {
     attempt_page(&state, &tid, q, None).await
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tid}/messages/{mid}/attempts", responses((status = 200, body = List<AttemptOut>)))]
-pub async fn message_attempts(state: State, Path((tid, mid)): Path<(String, String)>, ValidQuery(q): ValidQuery<AttemptQuery>) -> ApiResult<Json<List<AttemptOut>>> {
+pub async fn message_attempts(
+    state: State,
+    Path((tid, mid)): Path<(String, String)>,
+    ValidQuery(q): ValidQuery<AttemptQuery>,
+) -> ApiResult<Json<List<AttemptOut>>> {
     let message = message_id(&mid)?;
-    state.engine.message(&super::tenant_id(&tid)?, &message).await?;
+    state
+        .engine
+        .message(&super::tenant_id(&tid)?, &message)
+        .await?;
     attempt_page(&state, &tid, q, Some(message)).await
 }
 
@@ -134,11 +195,30 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiRe
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants/{tid}/messages/{mid}/resend", request_body = ResendSpec, responses((status = 202, body = DeliveriesOut)))]
-pub async fn resend(state: State, Path((tid, mid)): Path<(String, String)>, body: axum::body::Bytes) -> ApiResult<(StatusCode, Json<DeliveriesOut>)> {
+pub async fn resend(
+    state: State,
+    Path((tid, mid)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<DeliveriesOut>)> {
     let spec: ResendSpec = optional_body(&body)?;
-    let endpoint = spec.endpoint_id.map(|e| EndpointId::parse(&e, "endpoint_id")).transpose()?;
-    let added = state.engine.resend(&super::tenant_id(&tid)?, &message_id(&mid)?, endpoint.as_ref()).await?;
-    Ok((StatusCode::ACCEPTED, Json(DeliveriesOut { deliveries: added.iter().map(DeliveryOut::from).collect() })))
+    let endpoint = spec
+        .endpoint_id
+        .map(|e| EndpointId::parse(&e, "endpoint_id"))
+        .transpose()?;
+    let added = state
+        .engine
+        .resend(
+            &super::tenant_id(&tid)?,
+            &message_id(&mid)?,
+            endpoint.as_ref(),
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(DeliveriesOut {
+            deliveries: added.iter().map(DeliveryOut::from).collect(),
+        }),
+    ))
 }
 
 /// Cancel one pending delivery, or (without one) every pending delivery of the message.
@@ -154,9 +234,18 @@ pub struct CancelledOut {
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants/{tid}/messages/{mid}/cancel", request_body = CancelSpec, responses((status = 200, body = CancelledOut)))]
-pub async fn cancel(state: State, Path((tid, mid)): Path<(String, String)>, body: axum::body::Bytes) -> ApiResult<Json<CancelledOut>> {
+pub async fn cancel(
+    state: State,
+    Path((tid, mid)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<CancelledOut>> {
     let spec: CancelSpec = optional_body(&body)?;
     let one = spec.delivery_id.map(|d| delivery_id(&d)).transpose()?;
-    let cancelled = state.engine.cancel(&super::tenant_id(&tid)?, &message_id(&mid)?, one.as_ref()).await?;
-    Ok(Json(CancelledOut { cancelled: cancelled.iter().map(|d| d.to_string()).collect() }))
+    let cancelled = state
+        .engine
+        .cancel(&super::tenant_id(&tid)?, &message_id(&mid)?, one.as_ref())
+        .await?;
+    Ok(Json(CancelledOut {
+        cancelled: cancelled.iter().map(|d| d.to_string()).collect(),
+    }))
 }

@@ -25,7 +25,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .merge(messages::router())
         .merge(dead_letters::router())
         .merge(callbacks::router())
-        .route("/api/v1/openapi.json", axum::routing::get(crate::openapi::document))
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(crate::openapi::document),
+        )
 }
 
 /// Ids in paths: a malformed one names nothing, so it is a 404.
@@ -48,7 +51,12 @@ pub fn delivery_id(raw: &str) -> ApiResult<DeliveryId> {
 /// The tenant a path names, or 404.
 pub async fn tenant(state: &AppState, raw: &str) -> ApiResult<Tenant> {
     let id = tenant_id(raw)?;
-    state.engine.store().get_tenant(&id).await?.ok_or(ApiError::NotFound("tenant"))
+    state
+        .engine
+        .store()
+        .get_tenant(&id)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))
 }
 
 /// `limit` (1 to 500, default 50) and `cursor` of a list route.
@@ -57,7 +65,9 @@ pub fn page(limit: Option<&str>, cursor: Option<String>) -> ApiResult<PageReques
         None => 50,
         Some(raw) => match raw.parse::<u32>() {
             Ok(n) if (1..=500).contains(&n) => n,
-            _ => return Err(ValidationError::new("limit", "must be a number from 1 to 500").into()),
+            _ => {
+                return Err(ValidationError::new("limit", "must be a number from 1 to 500").into())
+            }
         },
     };
     Ok(PageRequest { limit, cursor })

@@ -20,7 +20,10 @@ use crate::AppState;
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/tenants", get(list).post(create))
-        .route("/api/v1/tenants/{tid}", get(read).patch(update).delete(remove))
+        .route(
+            "/api/v1/tenants/{tid}",
+            get(read).patch(update).delete(remove),
+        )
 }
 
 fn some<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
@@ -49,18 +52,25 @@ pub struct PageQuery {
 fn name(name: Option<String>, fallback: &str) -> ApiResult<String> {
     let name = name.unwrap_or_else(|| fallback.to_string());
     if name.is_empty() || name.len() > 256 {
-        return Err(herald_core::ValidationError::new("name", "must be 1 to 256 characters").into());
+        return Err(
+            herald_core::ValidationError::new("name", "must be 1 to 256 characters").into(),
+        );
     }
     Ok(name)
 }
 
 fn policy(spec: Option<RetryPolicySpec>) -> ApiResult<Option<herald_core::retry::RetryPolicy>> {
-    Ok(spec.map(|p| p.parse().map_err(|e| e.within("retry_policy"))).transpose()?)
+    Ok(spec
+        .map(|p| p.parse().map_err(|e| e.within("retry_policy")))
+        .transpose()?)
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants", request_body = TenantSpec,
     responses((status = 201, body = TenantOut), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn create(state: State, ValidJson(spec): ValidJson<TenantSpec>) -> ApiResult<(StatusCode, Json<TenantOut>)> {
+pub async fn create(
+    state: State,
+    ValidJson(spec): ValidJson<TenantSpec>,
+) -> ApiResult<(StatusCode, Json<TenantOut>)> {
     let id = match spec.id {
         Some(raw) => TenantId::parse(&raw, "id")?,
         None => TenantId::new(),
@@ -78,8 +88,15 @@ pub async fn create(state: State, ValidJson(spec): ValidJson<TenantSpec>) -> Api
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants", responses((status = 200, body = List<TenantOut>)))]
-pub async fn list(state: State, ValidQuery(q): ValidQuery<PageQuery>) -> ApiResult<Json<List<TenantOut>>> {
-    let page = state.engine.store().list_tenants(page(q.limit.as_deref(), q.cursor)?).await?;
+pub async fn list(
+    state: State,
+    ValidQuery(q): ValidQuery<PageQuery>,
+) -> ApiResult<Json<List<TenantOut>>> {
+    let page = state
+        .engine
+        .store()
+        .list_tenants(page(q.limit.as_deref(), q.cursor)?)
+        .await?;
     Ok(Json(List::from_page(page, TenantOut::from)))
 }
 
@@ -89,9 +106,17 @@ pub async fn read(state: State, Path(tid): Path<String>) -> ApiResult<Json<Tenan
 }
 
 #[utoipa::path(patch, path = "/api/v1/tenants/{tid}", request_body = TenantSpec, responses((status = 200, body = TenantOut)))]
-pub async fn update(state: State, Path(tid): Path<String>, ValidJson(spec): ValidJson<TenantSpec>) -> ApiResult<Json<TenantOut>> {
+pub async fn update(
+    state: State,
+    Path(tid): Path<String>,
+    ValidJson(spec): ValidJson<TenantSpec>,
+) -> ApiResult<Json<TenantOut>> {
     let mut tenant = tenant(&state, &tid).await?;
-    if spec.id.as_deref().is_some_and(|id| id != tenant.id.as_str()) {
+    if spec
+        .id
+        .as_deref()
+        .is_some_and(|id| id != tenant.id.as_str())
+    {
         return Err(herald_core::ValidationError::new("id", "cannot be changed").into());
     }
     if spec.name.is_some() {
@@ -108,9 +133,13 @@ pub async fn update(state: State, Path(tid): Path<String>, ValidJson(spec): Vali
 #[utoipa::path(delete, path = "/api/v1/tenants/{tid}", responses((status = 204)))]
 pub async fn remove(state: State, Path(tid): Path<String>) -> ApiResult<StatusCode> {
     let id = tenant_id(&tid)?;
-    state.engine.delete_tenant(&id).await.map_err(|e| match ApiError::from(e) {
-        ApiError::NotFound(_) => ApiError::NotFound("tenant"),
-        other => other,
-    })?;
+    state
+        .engine
+        .delete_tenant(&id)
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            ApiError::NotFound(_) => ApiError::NotFound("tenant"),
+            other => other,
+        })?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -43,8 +43,9 @@ impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let conn = connect(&path)?;
         schema::migrate(&conn)?;
@@ -87,7 +88,11 @@ impl SqliteStore {
     }
 }
 
-fn open_delivery_ids(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<Vec<DeliveryId>> {
+fn open_delivery_ids(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Vec<DeliveryId>> {
     let mut stmt = conn.prepare_cached(sql)?;
     let ids = stmt
         .query_map(params, |r| r.get::<_, String>(0))?
@@ -101,7 +106,9 @@ fn load_endpoint(conn: &Connection, id: &str) -> StoreResult<Option<Endpoint>> {
         .prepare_cached("SELECT config FROM endpoints WHERE id = ?1 AND deleted = 0")?
         .query_row([id], |r| r.get(0))
         .optional()?;
-    config.map(|c| rows::json(&c).map_err(StoreError::from)).transpose()
+    config
+        .map(|c| rows::json(&c).map_err(StoreError::from))
+        .transpose()
 }
 
 fn save_endpoint(conn: &Connection, endpoint: &Endpoint) -> StoreResult<()> {
@@ -137,7 +144,12 @@ fn insert_delivery(conn: &Connection, d: &mut Delivery, now: Millis) -> StoreRes
 }
 
 /// Dead-letters every open delivery of an endpoint; returns their ids.
-fn dead_letter_endpoint(conn: &Connection, endpoint_id: &str, reason: &str, now: Millis) -> StoreResult<Vec<DeliveryId>> {
+fn dead_letter_endpoint(
+    conn: &Connection,
+    endpoint_id: &str,
+    reason: &str,
+    now: Millis,
+) -> StoreResult<Vec<DeliveryId>> {
     open_delivery_ids(
         conn,
         &format!(
@@ -149,7 +161,12 @@ fn dead_letter_endpoint(conn: &Connection, endpoint_id: &str, reason: &str, now:
     )
 }
 
-fn disable(conn: &Connection, endpoint_id: &str, reason: &str, now: Millis) -> StoreResult<Vec<DeliveryId>> {
+fn disable(
+    conn: &Connection,
+    endpoint_id: &str,
+    reason: &str,
+    now: Millis,
+) -> StoreResult<Vec<DeliveryId>> {
     let mut endpoint = load_endpoint(conn, endpoint_id)?.ok_or(StoreError::NotFound)?;
     endpoint.active = false;
     endpoint.disabled_reason = Some(reason.to_string());
@@ -158,9 +175,17 @@ fn disable(conn: &Connection, endpoint_id: &str, reason: &str, now: Millis) -> S
     dead_letter_endpoint(conn, endpoint_id, reason, now)
 }
 
-fn select_deliveries(conn: &Connection, where_sql: &str, params: impl rusqlite::Params) -> StoreResult<Vec<Delivery>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE {where_sql}"))?;
-    let rows = stmt.query_map(params, rows::delivery)?.collect::<Result<Vec<_>, _>>()?;
+fn select_deliveries(
+    conn: &Connection,
+    where_sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Vec<Delivery>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE {where_sql}"
+    ))?;
+    let rows = stmt
+        .query_map(params, rows::delivery)?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
@@ -171,7 +196,8 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
     }
 
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()> {
@@ -293,11 +319,17 @@ impl Store for SqliteStore {
         self.read(move |conn| load_endpoint(conn, &id)).await
     }
 
-    async fn list_endpoints(&self, tenant: &TenantId, page: PageRequest) -> StoreResult<Page<Endpoint>> {
+    async fn list_endpoints(
+        &self,
+        tenant: &TenantId,
+        page: PageRequest,
+    ) -> StoreResult<Page<Endpoint>> {
         let tenant = tenant.to_string();
         self.read(move |conn| {
             let mut c = Conditions::default();
-            c.add("tenant_id = ?", tenant).fixed("deleted = 0").add_opt("id < ?", page.cursor.clone());
+            c.add("tenant_id = ?", tenant)
+                .fixed("deleted = 0")
+                .add_opt("id < ?", page.cursor.clone());
             let sql = format!(
                 "SELECT config FROM endpoints WHERE {} ORDER BY id DESC LIMIT {}",
                 c.sql(),
@@ -305,7 +337,9 @@ impl Store for SqliteStore {
             );
             let found = conn
                 .prepare_cached(&sql)?
-                .query_map(params_from_iter(c.params), |r| rows::json::<Endpoint>(&r.get::<_, String>(0)?))?
+                .query_map(params_from_iter(c.params), |r| {
+                    rows::json::<Endpoint>(&r.get::<_, String>(0)?)
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows::paginate(found, &page, |e| e.id.to_string()))
         })
@@ -316,8 +350,12 @@ impl Store for SqliteStore {
         let tenant = tenant.to_string();
         self.read(move |conn| {
             let found = conn
-                .prepare_cached("SELECT config FROM endpoints WHERE tenant_id = ?1 AND deleted = 0 ORDER BY id")?
-                .query_map([tenant], |r| rows::json::<Endpoint>(&r.get::<_, String>(0)?))?
+                .prepare_cached(
+                    "SELECT config FROM endpoints WHERE tenant_id = ?1 AND deleted = 0 ORDER BY id",
+                )?
+                .query_map([tenant], |r| {
+                    rows::json::<Endpoint>(&r.get::<_, String>(0)?)
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(found)
         })
@@ -325,7 +363,9 @@ impl Store for SqliteStore {
     }
 
     async fn update_endpoint(&self, endpoint: Endpoint) -> StoreResult<()> {
-        self.writer.write(move |conn| save_endpoint(conn, &endpoint)).await
+        self.writer
+            .write(move |conn| save_endpoint(conn, &endpoint))
+            .await
     }
 
     async fn delete_endpoint(&self, id: &EndpointId) -> StoreResult<Vec<DeliveryId>> {
@@ -350,9 +390,16 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn disable_endpoint(&self, id: &EndpointId, reason: &str, now: Millis) -> StoreResult<Vec<DeliveryId>> {
+    async fn disable_endpoint(
+        &self,
+        id: &EndpointId,
+        reason: &str,
+        now: Millis,
+    ) -> StoreResult<Vec<DeliveryId>> {
         let (id, reason) = (id.to_string(), reason.to_string());
-        self.writer.write(move |conn| disable(conn, &id, &reason, now)).await
+        self.writer
+            .write(move |conn| disable(conn, &id, &reason, now))
+            .await
     }
 
     async fn ingest(&self, ingest: Ingest) -> StoreResult<IngestResult> {
@@ -393,14 +440,21 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.read(move |conn| {
             Ok(conn
-                .prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"))?
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"
+                ))?
                 .query_row([id], rows::message)
                 .optional()?)
         })
         .await
     }
 
-    async fn list_messages(&self, tenant: &TenantId, filter: MessageFilter, page: PageRequest) -> StoreResult<Page<StoredMessage>> {
+    async fn list_messages(
+        &self,
+        tenant: &TenantId,
+        filter: MessageFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<StoredMessage>> {
         let tenant = tenant.to_string();
         self.read(move |conn| {
             let mut c = Conditions::default();
@@ -425,12 +479,14 @@ impl Store for SqliteStore {
 
     async fn message_deliveries(&self, id: &MessageId) -> StoreResult<Vec<Delivery>> {
         let id = id.to_string();
-        self.read(move |conn| select_deliveries(conn, "d.message_id = ?1 ORDER BY d.seq", [id])).await
+        self.read(move |conn| select_deliveries(conn, "d.message_id = ?1 ORDER BY d.seq", [id]))
+            .await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> StoreResult<Option<Delivery>> {
         let id = id.to_string();
-        self.read(move |conn| Ok(select_deliveries(conn, "d.id = ?1", [id])?.pop())).await
+        self.read(move |conn| Ok(select_deliveries(conn, "d.id = ?1", [id])?.pop()))
+            .await
     }
 
     async fn add_deliveries(&self, mut deliveries: Vec<Delivery>) -> StoreResult<Vec<Delivery>> {
@@ -445,7 +501,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn cancel_deliveries(&self, ids: &[DeliveryId], now: Millis) -> StoreResult<Vec<DeliveryId>> {
+    async fn cancel_deliveries(
+        &self,
+        ids: &[DeliveryId],
+        now: Millis,
+    ) -> StoreResult<Vec<DeliveryId>> {
         let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
         self.writer
             .write(move |conn| {
@@ -466,14 +526,23 @@ impl Store for SqliteStore {
     }
 
     async fn record_outcome(&self, outcome: Outcome) -> StoreResult<OutcomeApplied> {
-        self.writer.write(move |conn| apply_outcome(conn, outcome)).await
+        self.writer
+            .write(move |conn| apply_outcome(conn, outcome))
+            .await
     }
 
-    async fn open_deliveries(&self, after_seq: i64, up_to_seq: i64, limit: u32) -> StoreResult<Vec<Delivery>> {
+    async fn open_deliveries(
+        &self,
+        after_seq: i64,
+        up_to_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
         self.read(move |conn| {
             select_deliveries(
                 conn,
-                &format!("d.status IN {OPEN} AND d.seq > ?1 AND d.seq <= ?2 ORDER BY d.seq LIMIT ?3"),
+                &format!(
+                    "d.status IN {OPEN} AND d.seq > ?1 AND d.seq <= ?2 ORDER BY d.seq LIMIT ?3"
+                ),
                 params![after_seq, up_to_seq, limit],
             )
         })
@@ -483,13 +552,25 @@ impl Store for SqliteStore {
     async fn recover_in_flight(&self) -> StoreResult<i64> {
         self.writer
             .write(|conn| {
-                conn.execute("UPDATE deliveries SET status = 'pending' WHERE status = 'delivering'", [])?;
-                Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM deliveries", [], |r| r.get(0))?)
+                conn.execute(
+                    "UPDATE deliveries SET status = 'pending' WHERE status = 'delivering'",
+                    [],
+                )?;
+                Ok(
+                    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM deliveries", [], |r| {
+                        r.get(0)
+                    })?,
+                )
             })
             .await
     }
 
-    async fn list_attempts(&self, tenant: &TenantId, filter: AttemptFilter, page: PageRequest) -> StoreResult<Page<Attempt>> {
+    async fn list_attempts(
+        &self,
+        tenant: &TenantId,
+        filter: AttemptFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Attempt>> {
         let tenant = tenant.to_string();
         self.read(move |conn| {
             let mut c = Conditions::default();
@@ -515,7 +596,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_dead_letters(&self, tenant: &TenantId, filter: DeadLetterFilter, page: PageRequest) -> StoreResult<Page<DeadLetter>> {
+    async fn list_dead_letters(
+        &self,
+        tenant: &TenantId,
+        filter: DeadLetterFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<DeadLetter>> {
         let tenant = tenant.to_string();
         self.read(move |conn| {
             let mut c = dead_conditions(tenant, &filter);
@@ -546,7 +632,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn replay(&self, tenant: &TenantId, selector: ReplaySelector, now: Millis) -> StoreResult<Vec<Delivery>> {
+    async fn replay(
+        &self,
+        tenant: &TenantId,
+        selector: ReplaySelector,
+        now: Millis,
+    ) -> StoreResult<Vec<Delivery>> {
         let tenant = tenant.to_string();
         self.writer
             .write(move |conn| {
@@ -592,14 +683,21 @@ fn dead_conditions(tenant: String, filter: &DeadLetterFilter) -> Conditions {
     let mut c = Conditions::default();
     c.add("d.tenant_id = ?", tenant)
         .fixed("d.status = 'dead'")
-        .add_opt("d.endpoint_id = ?", filter.endpoint_id.as_ref().map(|i| i.to_string()))
+        .add_opt(
+            "d.endpoint_id = ?",
+            filter.endpoint_id.as_ref().map(|i| i.to_string()),
+        )
         .add_opt("d.dead_at >= ?", filter.since)
         .add_opt("d.dead_at < ?", filter.until);
     c
 }
 
 fn apply_outcome(conn: &Connection, outcome: Outcome) -> StoreResult<OutcomeApplied> {
-    let Outcome { attempt: a, next, now } = outcome;
+    let Outcome {
+        attempt: a,
+        next,
+        now,
+    } = outcome;
     conn.prepare_cached(&format!(
         "INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
     ))?
@@ -648,9 +746,10 @@ fn apply_outcome(conn: &Connection, outcome: Outcome) -> StoreResult<OutcomeAppl
         return Ok(OutcomeApplied::Stale);
     }
     let also_dead = match &next {
-        NextState::DisableEndpoint { endpoint_id, reason } => {
-            disable(conn, endpoint_id.as_str(), reason, now)?
-        }
+        NextState::DisableEndpoint {
+            endpoint_id,
+            reason,
+        } => disable(conn, endpoint_id.as_str(), reason, now)?,
         _ => Vec::new(),
     };
     Ok(OutcomeApplied::Applied { also_dead })

@@ -59,9 +59,8 @@ pub(crate) fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
         tenant_id: TenantId::from_stored(get(row, 3)?),
         endpoint_id: get::<Option<String>>(row, 4)?.map(EndpointId::from_stored),
         target: opt_json(get(row, 5)?)?,
-        status: DeliveryStatus::parse(&status).ok_or_else(|| {
-            conversion(std::io::Error::other(format!("unknown status {status}")))
-        })?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| conversion(std::io::Error::other(format!("unknown status {status}"))))?,
         attempts: get(row, 7)?,
         attempt_base: get(row, 8)?,
         next_attempt_at: get(row, 9)?,
@@ -145,12 +144,20 @@ impl Conditions {
 /// Limits a page request to 1..=500 (default 50) and asks for one row more, to know
 /// whether another page follows.
 pub(crate) fn limit(page: &PageRequest) -> i64 {
-    let limit = if page.limit == 0 { 50 } else { page.limit.min(500) };
+    let limit = if page.limit == 0 {
+        50
+    } else {
+        page.limit.min(500)
+    };
     limit as i64 + 1
 }
 
 /// Cuts the extra row off and names the cursor of the next page.
-pub(crate) fn paginate<T>(mut rows: Vec<T>, page: &PageRequest, id: impl Fn(&T) -> String) -> Page<T> {
+pub(crate) fn paginate<T>(
+    mut rows: Vec<T>,
+    page: &PageRequest,
+    id: impl Fn(&T) -> String,
+) -> Page<T> {
     let wanted = (limit(page) - 1) as usize;
     let next_cursor = if rows.len() > wanted {
         rows.truncate(wanted);

@@ -107,7 +107,8 @@ fn run(conn: Connection, mut jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
 }
 
 fn commit_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), String> {
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| e.to_string())?;
     for job in batch.iter_mut() {
         let step = (|| -> rusqlite::Result<()> {
             conn.prepare_cached("SAVEPOINT job")?.execute([])?;

@@ -1,0 +1,361 @@
+//! Test harness: an in-process herald on port 0 with its own SQLite file, a real
+//! HTTP receiver on 127.0.0.1 that can be told how to answer, and waiting on
+//! conditions with a deadline (never a bare sleep).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use herald::{App, Config};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Polls `check` every 20 ms until it yields a value or `deadline` passes.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        herald::telemetry::init("info", "pretty");
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub token: Option<String>,
+    pub engine: herald_engine::Engine,
+    /// Holds the database directory until the app is dropped.
+    pub _dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A config for tests: loopback, port 0, a database in `dir`.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::defaults();
+    config.listen = "127.0.0.1:0".into();
+    config.database_url = format!("sqlite://{}", dir.join("herald.db").display());
+    config.shutdown_grace_seconds = 5.0;
+    config
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    init_logs();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut config = test_config(dir.path());
+    adjust(&mut config);
+    start(config, dir).await
+}
+
+pub async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
+    let app = App::build(&config).await.expect("herald builds");
+    let base = format!("http://{}", app.local_addr());
+    let engine = app.engine().clone();
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(app.run(shutdown.clone()));
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        token: config.admin_token.as_ref().map(|t| t.expose().to_string()),
+        engine,
+        _dir: dir,
+        shutdown,
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("herald answers");
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Creates a tenant with a chosen id.
+    pub async fn tenant(&self, id: &str) {
+        let (status, body) = self.post("/api/v1/tenants", json!({"id": id})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// Creates an endpoint and returns its id.
+    pub async fn endpoint(&self, tenant: &str, spec: Value) -> String {
+        let (status, body) = self
+            .post(&format!("/api/v1/tenants/{tenant}/endpoints"), spec)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Sends a message and returns its id.
+    pub async fn message(&self, tenant: &str, event_type: &str, payload: Value) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/tenants/{tenant}/messages"),
+                json!({"event_type": event_type, "payload": payload}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until the message's status summary is `status`, and returns the message.
+    pub async fn settled(&self, tenant: &str, message: &str, status: &str) -> Value {
+        let path = format!("/api/v1/tenants/{tenant}/messages/{message}");
+        eventually(
+            &format!("message {message} to be {status}"),
+            Duration::from_secs(20),
+            || async {
+                let (_, body) = self.get(&path).await;
+                (body["status"] == status).then_some(body)
+            },
+        )
+        .await
+    }
+
+    /// Stops herald as SIGTERM would, and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            handle
+                .await
+                .expect("herald task")
+                .expect("herald stops cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// How the receiver answers one request.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub path: String,
+    pub method: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    requests: Mutex<Vec<Recorded>>,
+    scripts: Mutex<HashMap<String, VecDeque<Reply>>>,
+    defaults: Mutex<HashMap<String, Reply>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// A real HTTP receiver on 127.0.0.1. Each path answers its scripted replies in
+/// order, then its default (200 unless set).
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<ReceiverState>,
+}
+
+async fn receive(
+    State(state): State<Arc<ReceiverState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let reply = {
+        let scripted = state
+            .scripts
+            .lock()
+            .unwrap()
+            .get_mut(&path)
+            .and_then(|q| q.pop_front());
+        scripted
+            .or_else(|| state.defaults.lock().unwrap().get(&path).cloned())
+            .unwrap_or(Reply::status(200))
+    };
+    state.requests.lock().unwrap().push(Recorded {
+        path,
+        method: method.to_string(),
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let mut response = (StatusCode::from_u16(reply.status).unwrap(), "ok").into_response();
+    for (name, value) in reply.headers {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            axum::http::HeaderValue::from_str(&value).unwrap(),
+        );
+    }
+    response
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let state = Arc::new(ReceiverState::default());
+        let router = axum::Router::new()
+            .fallback(receive)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The next answers of `path`, in order.
+    pub fn script(&self, path: &str, replies: impl IntoIterator<Item = Reply>) {
+        self.state
+            .scripts
+            .lock()
+            .unwrap()
+            .entry(path.into())
+            .or_default()
+            .extend(replies);
+    }
+
+    /// The answer of `path` once its script is spent.
+    pub fn default_reply(&self, path: &str, reply: Reply) {
+        self.state
+            .defaults
+            .lock()
+            .unwrap()
+            .insert(path.into(), reply);
+    }
+
+    pub fn requests(&self, path: &str) -> Vec<Recorded> {
+        self.state
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `path` has received at least `n` requests.
+    pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Recorded> {
+        self.wait_for_within(path, n, Duration::from_secs(20)).await
+    }
+
+    pub async fn wait_for_within(&self, path: &str, n: usize, deadline: Duration) -> Vec<Recorded> {
+        eventually(&format!("{n} requests to {path}"), deadline, || async {
+            let got = self.requests(path);
+            (got.len() >= n).then_some(got)
+        })
+        .await
+    }
+}
