@@ -2,6 +2,7 @@
 //! tests) with its own SQLite file, delivering to real receivers on 127.0.0.1.
 
 mod api;
+mod cli;
 mod config;
 mod crash;
 mod delivery;
