@@ -140,7 +140,7 @@ async fn an_outcome_after_cancel_keeps_the_attempt_but_not_the_state() {
     let d = &deliveries[0];
     assert_eq!(
         store
-            .cancel_deliveries(&[d.id.clone()], 2000)
+            .cancel_deliveries(std::slice::from_ref(&d.id), 2000)
             .await
             .unwrap(),
         vec![d.id.clone()]
