@@ -37,6 +37,9 @@ pub enum Signal {
     /// Neither (a permanent 4xx proves the endpoint answers; an internal error proves
     /// nothing): counts as a success.
     Neutral,
+    /// No request was sent after all (the claim was refused): changes nothing but
+    /// frees the half-open probe slot.
+    Skipped,
 }
 
 #[derive(Clone, Debug)]
@@ -87,6 +90,12 @@ impl Breaker {
     }
 
     pub fn record(&mut self, signal: Signal, now: Millis, config: &BreakerConfig) {
+        if signal == Signal::Skipped {
+            if let State::HalfOpen { probing, .. } = &mut self.state {
+                *probing = false;
+            }
+            return;
+        }
         let failed = signal == Signal::Failure;
         self.state = match (&self.state, failed) {
             (State::Closed { .. }, false) | (State::HalfOpen { .. }, false) => {
@@ -210,6 +219,20 @@ mod tests {
             b.record(Signal::Failure, 0, &config);
         }
         assert_eq!(b.check(0), Permit::Go);
+    }
+
+    #[test]
+    fn a_skipped_probe_frees_the_slot() {
+        let config = BreakerConfig {
+            failure_threshold: 1,
+            ..Default::default()
+        };
+        let mut b = Breaker::default();
+        b.record(Signal::Failure, 0, &config);
+        assert_eq!(b.check(30_000), Permit::Go);
+        b.dispatched();
+        b.record(Signal::Skipped, 30_001, &config);
+        assert_eq!(b.check(30_002), Permit::Go);
     }
 
     #[test]

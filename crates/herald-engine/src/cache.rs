@@ -9,7 +9,8 @@ use std::sync::{Arc, RwLock};
 use herald_core::endpoint::Endpoint;
 use herald_core::retry::RetryPolicy;
 use herald_core::{EndpointId, TenantId};
-use herald_store::{Store, StoreResult};
+use herald_store::prelude::*;
+use herald_store::StoreResult;
 
 #[derive(Clone)]
 pub(crate) struct TenantEntry {

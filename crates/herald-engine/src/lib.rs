@@ -20,6 +20,7 @@ mod http;
 mod scheduler;
 mod worker;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,8 +30,9 @@ use herald_core::filter::subscribed;
 use herald_core::message::ParsedMessage;
 use herald_core::retry::RetryPolicy;
 use herald_core::{DeliveryId, EndpointId, MessageId, TenantId, ValidationError};
+use herald_store::prelude::*;
 use herald_store::{
-    Delivery, Ingest, IngestResult, ReplaySelector, Store, StoreError, StoredMessage, Tenant,
+    Delivery, Ingest, IngestResult, NodeId, ReplaySelector, StoreError, StoredMessage, Tenant,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +62,12 @@ pub struct EngineConfig {
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
     pub endpoint_defaults: EndpointDefaults,
+    /// A claim's lease lasts the endpoint's total timeout plus this many seconds.
+    pub lease_margin_seconds: f64,
+    /// A node whose heartbeat is older than this is dead: others adopt its work.
+    pub node_timeout: Duration,
+    /// How often a node looks for orphaned work when nothing wakes it sooner.
+    pub poll_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -78,6 +86,9 @@ impl Default for EngineConfig {
             adhoc_timeout_seconds: 30.0,
             shutdown_grace: Duration::from_secs(30),
             endpoint_defaults: EndpointDefaults::default(),
+            lease_margin_seconds: 30.0,
+            node_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
         }
     }
 }
@@ -122,6 +133,10 @@ pub struct Engine {
 }
 
 struct Inner {
+    /// This process, as the store knows it.
+    node: NodeId,
+    /// Whether this process delivers: then what it commits is its own to send.
+    delivering: AtomicBool,
     store: Arc<dyn Store>,
     cache: Arc<Cache>,
     config: Arc<EngineConfig>,
@@ -135,7 +150,9 @@ impl Engine {
         let config = Arc::new(config);
         let cache = Arc::new(Cache::new(store.clone()));
         let (commands, receiver) = mpsc::unbounded_channel();
+        let node = NodeId::new();
         let ctx = Arc::new(WorkerCtx {
+            node: node.clone(),
             store: store.clone(),
             cache: cache.clone(),
             http: Default::default(),
@@ -143,6 +160,8 @@ impl Engine {
         });
         Self {
             inner: Arc::new(Inner {
+                node,
+                delivering: AtomicBool::new(false),
                 store,
                 cache,
                 config,
@@ -158,6 +177,15 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The owner of what this process commits: itself when it delivers, else nobody
+    /// (and a delivering process adopts it).
+    fn owner(&self) -> Option<&NodeId> {
+        self.inner
+            .delivering
+            .load(Ordering::Acquire)
+            .then_some(&self.inner.node)
     }
 
     fn send(&self, command: Command) {
@@ -209,8 +237,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs the delivery workers until `shutdown`: takes back deliveries a previous
-    /// run left in flight, loads every open delivery, then schedules as they come.
+    /// Runs the delivery workers until `shutdown`: announces this node, adopts every
+    /// orphaned delivery (at start, what a previous run left), keeps its heartbeat,
+    /// and keeps adopting what other processes leave (woken by the store, or by
+    /// polling).
     pub async fn run_workers(&self, shutdown: CancellationToken) -> EngineResult<()> {
         let Some((receiver, ctx)) = self
             .inner
@@ -223,6 +253,10 @@ impl Engine {
                 "the workers are already running".into(),
             ));
         };
+        let node = self.inner.node.clone();
+        self.inner.store.register_node(&node, now_ms()).await?;
+        self.inner.delivering.store(true, Ordering::Release);
+        tracing::info!(node = %node, "delivery workers starting");
         let scheduler = Scheduler::new(
             receiver,
             self.inner.commands.clone(),
@@ -231,20 +265,77 @@ impl Engine {
         );
         let running =
             tokio::spawn(scheduler.run(shutdown.clone(), self.inner.config.shutdown_grace));
-        let up_to = self.inner.store.recover_in_flight().await?;
-        let mut after = 0;
-        let mut loaded = 0usize;
-        while !shutdown.is_cancelled() {
-            let page = self.inner.store.open_deliveries(after, up_to, 1000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            loaded += page.len();
-            self.schedule(&page, None).await?;
-        }
-        tracing::info!(loaded, "open deliveries loaded");
+        tokio::join!(
+            self.heartbeat(shutdown.clone()),
+            self.adopt(shutdown.clone())
+        );
+        self.inner.delivering.store(false, Ordering::Release);
         running
             .await
             .map_err(|e| EngineError::Conflict(format!("the scheduler stopped: {e}")))
+    }
+
+    async fn heartbeat(&self, shutdown: CancellationToken) {
+        let every = self.inner.config.node_timeout / 3;
+        loop {
+            if let Err(e) = self.inner.store.heartbeat(&self.inner.node, now_ms()).await {
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    async fn adopt(&self, shutdown: CancellationToken) {
+        const PAGE: u32 = 1000;
+        let signal = self.inner.store.work_signal();
+        let stale = self.inner.config.node_timeout.as_millis() as i64;
+        let mut failures = 0u32;
+        loop {
+            loop {
+                let now = now_ms();
+                match self
+                    .inner
+                    .store
+                    .adopt_orphans(&self.inner.node, now, now - stale, PAGE)
+                    .await
+                {
+                    Ok(adopted) => {
+                        failures = 0;
+                        if !adopted.is_empty() {
+                            tracing::info!(count = adopted.len(), "adopted deliveries");
+                        }
+                        let full = adopted.len() == PAGE as usize;
+                        if let Err(e) = self.schedule(&adopted, None).await {
+                            tracing::warn!(error = %e, "cannot schedule adopted deliveries");
+                        }
+                        if !full || shutdown.is_cancelled() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(error = %e, "cannot look for orphaned deliveries");
+                        break;
+                    }
+                }
+            }
+            // Back off while the store fails; otherwise the poll interval.
+            let wait = self.inner.config.poll_interval * 2u32.pow(failures.min(5));
+            let wake = async {
+                match &signal {
+                    Some(s) => s.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+                () = wake => {}
+            }
+        }
     }
 
     /// The one ingest path: fans a message out to the tenant's subscribed, active
@@ -330,10 +421,13 @@ impl Engine {
         match self
             .inner
             .store
-            .ingest(Ingest {
-                message: message.clone(),
-                deliveries,
-            })
+            .ingest(
+                Ingest {
+                    message: message.clone(),
+                    deliveries,
+                },
+                self.owner(),
+            )
             .await?
         {
             IngestResult::Created(deliveries) => {
@@ -418,7 +512,7 @@ impl Engine {
                 }
             }
         }
-        let added = self.inner.store.add_deliveries(fresh).await?;
+        let added = self.inner.store.add_deliveries(fresh, self.owner()).await?;
         self.schedule(&added, Some(Arc::new(message))).await?;
         Ok(added)
     }
@@ -455,7 +549,11 @@ impl Engine {
         tenant: &TenantId,
         selector: ReplaySelector,
     ) -> EngineResult<Vec<Delivery>> {
-        let replayed = self.inner.store.replay(tenant, selector, now_ms()).await?;
+        let replayed = self
+            .inner
+            .store
+            .replay(tenant, selector, self.owner(), now_ms())
+            .await?;
         self.schedule(&replayed, None).await?;
         Ok(replayed)
     }

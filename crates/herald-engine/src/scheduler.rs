@@ -498,7 +498,7 @@ impl Scheduler {
                         job: fallback,
                         again_at: Some(now_ms() + 1000),
                         also_closed: Vec::new(),
-                        signal: Signal::Neutral,
+                        signal: Signal::Skipped,
                         endpoint: None,
                     }
                 }

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use herald_core::endpoint::DeliveryMode;
 use herald_core::endpoint::{Endpoint, OnExhausted};
 use herald_core::outcome::{classify, next_step, NextStep, TryResult, Verdict};
 use herald_core::retry::RetryPolicy;
 use herald_core::signing::{SignInput, SignatureConfig};
 use herald_core::AttemptId;
-use herald_store::{Attempt, NextState, Outcome, OutcomeApplied, Store, StoredMessage};
+use herald_store::prelude::*;
+use herald_store::{Attempt, Claim, NextState, NodeId, Outcome, OutcomeApplied, StoredMessage};
 
 use crate::breaker::Signal;
 use crate::cache::Cache;
@@ -21,6 +23,7 @@ use crate::scheduler::{now_ms, Finished, Job};
 use crate::EngineConfig;
 
 pub(crate) struct WorkerCtx {
+    pub node: NodeId,
     pub store: Arc<dyn Store>,
     pub cache: Arc<Cache>,
     pub http: HttpClients,
@@ -42,6 +45,10 @@ struct Plan<'a> {
 
 const REDACTED: &str = "[redacted]";
 
+/// How soon a delivery of an ordered endpoint asks again while an earlier one,
+/// held by another node, is still open.
+const ORDERED_RECHECK_MS: i64 = 100;
+
 pub(crate) async fn attempt(
     ctx: Arc<WorkerCtx>,
     mut job: Job,
@@ -58,10 +65,10 @@ pub(crate) async fn attempt(
         Some(m) => m,
         None => match ctx.store.get_message(&job.message_id).await {
             Ok(Some(m)) => Arc::new(m),
-            Ok(None) => return done(job, Signal::Neutral),
+            Ok(None) => return done(job, Signal::Skipped),
             Err(e) => {
                 tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot read the message; retrying in 1 s");
-                return retry_soon(job, Signal::Neutral);
+                return retry_soon(job, Signal::Skipped);
             }
         },
     };
@@ -69,13 +76,44 @@ pub(crate) async fn attempt(
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot read the tenant; retrying in 1 s");
-            return retry_soon(job, Signal::Neutral);
+            return retry_soon(job, Signal::Skipped);
         }
     };
-    let Some(plan) = plan(&ctx.config, &job, endpoint.as_deref()) else {
+    let target = job.target.clone();
+    let Some(plan) = plan(&ctx.config, target.as_deref(), endpoint.as_deref()) else {
         // The endpoint is gone: its deliveries were closed with it.
-        return done(job, Signal::Neutral);
+        return done(job, Signal::Skipped);
     };
+    // The lease outlasts the whole request, so no other node takes it meanwhile.
+    let lease_until = now_ms() + ((plan.timeout + ctx.config.lease_margin_seconds) * 1000.0) as i64;
+    let ordered = endpoint
+        .as_deref()
+        .filter(|e| e.mode == DeliveryMode::Ordered)
+        .map(|e| &e.id);
+    match ctx
+        .store
+        .claim(&job.delivery_id, &ctx.node, lease_until, ordered)
+        .await
+    {
+        Ok(Claim::Claimed(delivery)) => {
+            job.attempts = delivery.attempts;
+            job.attempt_base = delivery.attempt_base;
+        }
+        Ok(Claim::Blocked) => {
+            return Finished {
+                job,
+                again_at: Some(now_ms() + ORDERED_RECHECK_MS),
+                also_closed: Vec::new(),
+                signal: Signal::Skipped,
+                endpoint: None,
+            }
+        }
+        Ok(Claim::Lost) => return done(job, Signal::Skipped),
+        Err(e) => {
+            tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot claim a delivery; retrying in 1 s");
+            return retry_soon(job, Signal::Skipped);
+        }
+    }
 
     let now = Utc::now();
     let timestamp = now.timestamp();
@@ -112,7 +150,7 @@ pub(crate) async fn attempt(
                 attempt,
                 NextState::Dead { reason },
                 None,
-                Signal::Neutral,
+                Signal::Skipped,
             )
             .await;
         }
@@ -267,7 +305,7 @@ async fn record(
         next,
         now: now_ms(),
     };
-    match ctx.store.record_outcome(outcome).await {
+    match ctx.store.record_outcome(outcome, &ctx.node).await {
         Ok(OutcomeApplied::Applied { also_dead }) => {
             job.attempts = attempts;
             let endpoint = match disabled {
@@ -315,7 +353,7 @@ async fn retry_policy(
 
 fn plan<'a>(
     config: &'a EngineConfig,
-    job: &'a Job,
+    target: Option<&'a herald_core::delivery::AdHocTarget>,
     endpoint: Option<&'a Endpoint>,
 ) -> Option<Plan<'a>> {
     if let Some(e) = endpoint {
@@ -331,7 +369,7 @@ fn plan<'a>(
             on_exhausted: e.on_exhausted,
         });
     }
-    let target = job.target.as_deref()?;
+    let target = target?;
     Some(Plan {
         url: &target.url,
         method: &target.method,

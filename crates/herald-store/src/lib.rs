@@ -18,6 +18,7 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use herald_core::endpoint::Endpoint;
 use herald_core::{DeliveryId, EndpointId, MessageId, TenantId};
 
 pub use model::*;
@@ -38,15 +39,18 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The storage every herald component shares.
+/// The storage every herald component shares: the four parts below, plus schema
+/// and health. Bring the parts into scope with `use herald_store::prelude::*`.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: TenantStore + EndpointStore + MessageStore + WorkStore {
     /// Brings the schema up to date; idempotent.
     async fn migrate(&self) -> StoreResult<()>;
     /// Whether the backend answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+}
 
-    // Tenants.
+#[async_trait]
+pub trait TenantStore: Send + Sync + 'static {
     /// `Conflict` when the id is taken.
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()>;
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>>;
@@ -55,39 +59,33 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the tenant and everything it owns; returns the deliveries that were
     /// still open, for the scheduler to drop.
     async fn delete_tenant(&self, id: &TenantId) -> StoreResult<Vec<DeliveryId>>;
+}
 
-    // Endpoints.
-    async fn create_endpoint(&self, endpoint: herald_core::endpoint::Endpoint) -> StoreResult<()>;
-    async fn get_endpoint(
-        &self,
-        id: &EndpointId,
-    ) -> StoreResult<Option<herald_core::endpoint::Endpoint>>;
+#[async_trait]
+pub trait EndpointStore: Send + Sync + 'static {
+    /// `NotFound` when the tenant does not exist.
+    async fn create_endpoint(&self, endpoint: Endpoint) -> StoreResult<()>;
+    async fn get_endpoint(&self, id: &EndpointId) -> StoreResult<Option<Endpoint>>;
     async fn list_endpoints(
         &self,
         tenant: &TenantId,
         page: PageRequest,
-    ) -> StoreResult<Page<herald_core::endpoint::Endpoint>>;
+    ) -> StoreResult<Page<Endpoint>>;
     /// Every endpoint of the tenant, for fan-out.
-    async fn tenant_endpoints(
-        &self,
-        tenant: &TenantId,
-    ) -> StoreResult<Vec<herald_core::endpoint::Endpoint>>;
-    async fn update_endpoint(&self, endpoint: herald_core::endpoint::Endpoint) -> StoreResult<()>;
+    async fn tenant_endpoints(&self, tenant: &TenantId) -> StoreResult<Vec<Endpoint>>;
+    async fn update_endpoint(&self, endpoint: Endpoint) -> StoreResult<()>;
     /// Deletes the endpoint and cancels its open deliveries (returned). Its dead
     /// letters stay, no longer replayable.
     async fn delete_endpoint(&self, id: &EndpointId) -> StoreResult<Vec<DeliveryId>>;
-    /// Disables the endpoint with a reason and dead-letters its open deliveries.
-    async fn disable_endpoint(
-        &self,
-        id: &EndpointId,
-        reason: &str,
-        now: Millis,
-    ) -> StoreResult<Vec<DeliveryId>>;
+}
 
-    // Messages and deliveries.
-    /// Commits a message and its deliveries in one transaction. A repeated
-    /// idempotency key returns the first message instead.
-    async fn ingest(&self, ingest: Ingest) -> StoreResult<IngestResult>;
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
+    /// Commits a message and its deliveries in one transaction; the deliveries get
+    /// their commit-order `seq` and belong to `owner` (the node that will send
+    /// them), or to nobody when `None`. A repeated idempotency key returns the first
+    /// message instead.
+    async fn ingest(&self, ingest: Ingest, owner: Option<&NodeId>) -> StoreResult<IngestResult>;
     async fn get_message(&self, id: &MessageId) -> StoreResult<Option<StoredMessage>>;
     async fn list_messages(
         &self,
@@ -98,32 +96,17 @@ pub trait Store: Send + Sync + 'static {
     async fn message_deliveries(&self, id: &MessageId) -> StoreResult<Vec<Delivery>>;
     async fn get_delivery(&self, id: &DeliveryId) -> StoreResult<Option<Delivery>>;
     /// Adds deliveries to an existing message (resend); returns them with their `seq`.
-    async fn add_deliveries(&self, deliveries: Vec<Delivery>) -> StoreResult<Vec<Delivery>>;
+    async fn add_deliveries(
+        &self,
+        deliveries: Vec<Delivery>,
+        owner: Option<&NodeId>,
+    ) -> StoreResult<Vec<Delivery>>;
     /// Cancels the open deliveries among `ids`; returns those it cancelled.
     async fn cancel_deliveries(
         &self,
         ids: &[DeliveryId],
         now: Millis,
     ) -> StoreResult<Vec<DeliveryId>>;
-
-    // The engine.
-    /// Records one try and moves its delivery on, unless the delivery was closed
-    /// meanwhile (cancelled, endpoint deleted): then only the attempt is kept.
-    async fn record_outcome(&self, outcome: Outcome) -> StoreResult<OutcomeApplied>;
-    /// Open deliveries in commit order with `after_seq < seq <= up_to_seq`, for
-    /// loading at start.
-    async fn open_deliveries(
-        &self,
-        after_seq: i64,
-        up_to_seq: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<Delivery>>;
-    /// Takes back deliveries a previous run of this process left `delivering`, and
-    /// returns the highest delivery `seq` so far: what is at or below it is loaded
-    /// from the store, what comes after reaches the scheduler from ingest.
-    async fn recover_in_flight(&self) -> StoreResult<i64>;
-
-    // Attempts and dead letters.
     async fn list_attempts(
         &self,
         tenant: &TenantId,
@@ -137,13 +120,61 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest,
     ) -> StoreResult<Page<DeadLetter>>;
     /// Makes the selected dead, replayable deliveries pending again with a fresh
-    /// attempt budget; returns them as they now are.
+    /// attempt budget, owned by `owner`; returns them as they now are.
     async fn replay(
         &self,
         tenant: &TenantId,
         selector: ReplaySelector,
+        owner: Option<&NodeId>,
         now: Millis,
     ) -> StoreResult<Vec<Delivery>>;
+}
+
+/// Who sends what. Every open delivery belongs to one node (`lease_owner`) or to
+/// none. A node proves it lives by its heartbeat; the deliveries of a node whose
+/// heartbeat is stale, and of none, are *orphans* that any node may adopt. Before
+/// each try a node claims the delivery (`delivering`, with a lease that outlasts the
+/// request); an outcome counts only while the claim is still the node's.
+#[async_trait]
+pub trait WorkStore: Send + Sync + 'static {
+    /// Announces this node. The SQLite backend, whose file one process owns, also
+    /// forgets every other node, so all their deliveries are orphans at once.
+    async fn register_node(&self, node: &NodeId, now: Millis) -> StoreResult<()>;
+    /// Keeps this node's deliveries its own.
+    async fn heartbeat(&self, node: &NodeId, now: Millis) -> StoreResult<()>;
+    /// Adopts up to `limit` orphans (in commit order): owner NULL, or an owner whose
+    /// heartbeat is older than `stale_before`; an orphan still `delivering` only once
+    /// its lease has ended. They become `pending` and `node`'s.
+    async fn adopt_orphans(
+        &self,
+        node: &NodeId,
+        now: Millis,
+        stale_before: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
+    /// Claims a delivery for one try: `delivering`, leased until `lease_until`.
+    /// `ordered` is the endpoint when it delivers in order: the claim then waits
+    /// while an earlier delivery of that endpoint is open.
+    async fn claim(
+        &self,
+        id: &DeliveryId,
+        node: &NodeId,
+        lease_until: Millis,
+        ordered: Option<&EndpointId>,
+    ) -> StoreResult<Claim>;
+    /// Records one try and moves its delivery on, if `node` still holds the claim;
+    /// otherwise (cancelled, deleted, claim lost) only the attempt is kept.
+    async fn record_outcome(&self, outcome: Outcome, node: &NodeId) -> StoreResult<OutcomeApplied>;
+    /// Signalled when another process committed work nobody owns yet (PostgreSQL's
+    /// LISTEN/NOTIFY); `None` where no other process can write.
+    fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+}
+
+/// Convenient imports for callers of the store.
+pub mod prelude {
+    pub use crate::{EndpointStore, MessageStore, Store, TenantStore, WorkStore};
 }
 
 /// Opens the store a database URL names: `sqlite://PATH` (created when missing).

@@ -19,6 +19,39 @@ pub fn from_millis(ms: Millis) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
+/// One running herald process, as the store knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// A fresh id for this process: `node_<ULID>`.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(format!("node_{}", ulid::Ulid::new()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The answer to a claim before a try.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// The node may send; the delivery as it now is.
+    Claimed(Delivery),
+    /// An earlier delivery of the ordered endpoint is still open: ask again later.
+    Blocked,
+    /// The delivery is no longer this node's to send (closed, or adopted elsewhere).
+    Lost,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {
     pub id: TenantId,

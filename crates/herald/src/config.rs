@@ -63,6 +63,9 @@ pub struct Config {
     pub max_retry_after_seconds: f64,
     pub max_concurrent_requests: usize,
     pub shutdown_grace_seconds: f64,
+    pub node_timeout_seconds: f64,
+    pub lease_margin_seconds: f64,
+    pub poll_interval_seconds: f64,
     pub connect_timeout_seconds: f64,
     pub timeout_seconds: f64,
     pub max_in_flight: u32,
@@ -194,6 +197,9 @@ impl Config {
         let positive = [
             ("max_retry_after_seconds", self.max_retry_after_seconds),
             ("shutdown_grace_seconds", self.shutdown_grace_seconds),
+            ("node_timeout_seconds", self.node_timeout_seconds),
+            ("lease_margin_seconds", self.lease_margin_seconds),
+            ("poll_interval_seconds", self.poll_interval_seconds),
             (
                 "circuit_breaker.open_seconds",
                 self.circuit_breaker.open_seconds,
@@ -285,6 +291,9 @@ impl Config {
             adhoc_timeout_seconds: self.timeout_seconds,
             shutdown_grace: Duration::from_secs_f64(self.shutdown_grace_seconds),
             endpoint_defaults: self.endpoint_defaults()?,
+            lease_margin_seconds: self.lease_margin_seconds,
+            node_timeout: Duration::from_secs_f64(self.node_timeout_seconds),
+            poll_interval: Duration::from_secs_f64(self.poll_interval_seconds),
             ..EngineConfig::default()
         })
     }

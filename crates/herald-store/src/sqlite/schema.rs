@@ -45,8 +45,15 @@ CREATE TABLE deliveries (
     last_error TEXT,
     dead_reason TEXT,
     dead_at INTEGER,
+    lease_owner TEXT,
+    lease_until INTEGER,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
+);
+CREATE INDEX deliveries_owner ON deliveries (lease_owner, seq) WHERE status IN ('pending', 'delivering');
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    heartbeat_at INTEGER NOT NULL
 );
 CREATE INDEX deliveries_message ON deliveries (message_id);
 CREATE INDEX deliveries_open ON deliveries (seq) WHERE status IN ('pending', 'delivering');
