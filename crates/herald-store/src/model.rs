@@ -45,7 +45,7 @@ impl std::fmt::Display for NodeId {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {
     /// The node may send; the delivery as it now is.
-    Claimed(Delivery),
+    Claimed(Box<Delivery>),
     /// An earlier delivery of the ordered endpoint is still open: ask again later.
     Blocked,
     /// The delivery is no longer this node's to send (closed, or adopted elsewhere).

@@ -110,7 +110,7 @@ impl WorkStore for SqliteStore {
                 }
                 Ok(select_deliveries(conn, "d.id = ?1", [id])?
                     .pop()
-                    .map_or(Claim::Lost, Claim::Claimed))
+                    .map_or(Claim::Lost, |d| Claim::Claimed(Box::new(d))))
             })
             .await
     }
