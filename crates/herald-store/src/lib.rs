@@ -13,6 +13,7 @@
 //! migration, 500).
 
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -177,14 +180,48 @@ pub mod prelude {
     pub use crate::{EndpointStore, MessageStore, Store, TenantStore, WorkStore};
 }
 
-/// Opens the store a database URL names: `sqlite://PATH` (created when missing).
-pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+/// Limits a page request to 1..=500 (default 50) and asks for one row more, to
+/// know whether another page follows.
+pub(crate) fn page_limit(page: &PageRequest) -> i64 {
+    let limit = if page.limit == 0 {
+        50
+    } else {
+        page.limit.min(500)
+    };
+    limit as i64 + 1
+}
+
+/// Cuts the extra row off and names the cursor of the next page.
+pub(crate) fn paginate<T>(
+    mut rows: Vec<T>,
+    page: &PageRequest,
+    id: impl Fn(&T) -> String,
+) -> Page<T> {
+    let wanted = (page_limit(page) - 1) as usize;
+    let next_cursor = if rows.len() > wanted {
+        rows.truncate(wanted);
+        rows.last().map(id)
+    } else {
+        None
+    };
+    Page {
+        data: rows,
+        next_cursor,
+    }
+}
+
+/// Opens the store a database URL names: `sqlite://PATH` (created when missing) or
+/// `postgres://...` (a pool of at most `pool_size` connections).
+pub async fn open(url: &str, pool_size: u32) -> StoreResult<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store = sqlite::SqliteStore::open(path).await?;
         return Ok(Arc::new(store));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PgStore::open(url, pool_size).await?));
+    }
     Err(StoreError::Unavailable(format!(
-        "unsupported database URL scheme in `{}` (expected sqlite://PATH)",
+        "unsupported database URL scheme in `{}` (expected sqlite://PATH or postgres://...)",
         url.split("://").next().unwrap_or(url)
     )))
 }

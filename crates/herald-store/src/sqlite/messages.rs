@@ -117,13 +117,13 @@ impl MessageStore for SqliteStore {
             let sql = format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE {} ORDER BY id DESC LIMIT {}",
                 c.sql(),
-                rows::limit(&page)
+                crate::page_limit(&page)
             );
             let found = conn
                 .prepare_cached(&sql)?
                 .query_map(params_from_iter(c.params), rows::message)?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows::paginate(found, &page, |m| m.id.to_string()))
+            Ok(crate::paginate(found, &page, |m| m.id.to_string()))
         })
         .await
     }
@@ -201,13 +201,13 @@ impl MessageStore for SqliteStore {
             let sql = format!(
                 "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE {} ORDER BY id DESC LIMIT {}",
                 c.sql(),
-                rows::limit(&page)
+                crate::page_limit(&page)
             );
             let found = conn
                 .prepare_cached(&sql)?
                 .query_map(params_from_iter(c.params), rows::attempt)?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows::paginate(found, &page, |a| a.id.to_string()))
+            Ok(crate::paginate(found, &page, |a| a.id.to_string()))
         })
         .await
     }
@@ -230,7 +230,7 @@ impl MessageStore for SqliteStore {
                  LEFT JOIN endpoints e ON e.id = d.endpoint_id \
                  WHERE {} ORDER BY d.id DESC LIMIT {}",
                 c.sql(),
-                rows::limit(&page)
+                crate::page_limit(&page)
             );
             let found = conn
                 .prepare_cached(&sql)?
@@ -243,7 +243,7 @@ impl MessageStore for SqliteStore {
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows::paginate(found, &page, |d| d.delivery.id.to_string()))
+            Ok(crate::paginate(found, &page, |d| d.delivery.id.to_string()))
         })
         .await
     }

@@ -55,13 +55,13 @@ impl TenantStore for SqliteStore {
             let sql = format!(
                 "SELECT {TENANT_COLUMNS} FROM tenants WHERE {} ORDER BY id DESC LIMIT {}",
                 c.sql(),
-                rows::limit(&page)
+                crate::page_limit(&page)
             );
             let found = conn
                 .prepare_cached(&sql)?
                 .query_map(params_from_iter(c.params), rows::tenant)?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows::paginate(found, &page, |t| t.id.to_string()))
+            Ok(crate::paginate(found, &page, |t| t.id.to_string()))
         })
         .await
     }
@@ -148,7 +148,7 @@ impl EndpointStore for SqliteStore {
             let sql = format!(
                 "SELECT config FROM endpoints WHERE {} ORDER BY id DESC LIMIT {}",
                 c.sql(),
-                rows::limit(&page)
+                crate::page_limit(&page)
             );
             let found = conn
                 .prepare_cached(&sql)?
@@ -156,7 +156,7 @@ impl EndpointStore for SqliteStore {
                     rows::json::<Endpoint>(&r.get::<_, String>(0)?)
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows::paginate(found, &page, |e| e.id.to_string()))
+            Ok(crate::paginate(found, &page, |e| e.id.to_string()))
         })
         .await
     }

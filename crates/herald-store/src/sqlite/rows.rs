@@ -7,7 +7,7 @@ use rusqlite::types::{FromSql, Value};
 use rusqlite::Row;
 use serde::de::DeserializeOwned;
 
-use crate::{Attempt, Delivery, Page, PageRequest, StoredMessage, Tenant};
+use crate::{Attempt, Delivery, StoredMessage, Tenant};
 
 pub(crate) const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.message_id, d.tenant_id, d.endpoint_id, \
     d.target, d.status, d.attempts, d.attempt_base, d.next_attempt_at, d.last_error, \
@@ -138,35 +138,5 @@ impl Conditions {
         } else {
             self.clauses.join(" AND ")
         }
-    }
-}
-
-/// Limits a page request to 1..=500 (default 50) and asks for one row more, to know
-/// whether another page follows.
-pub(crate) fn limit(page: &PageRequest) -> i64 {
-    let limit = if page.limit == 0 {
-        50
-    } else {
-        page.limit.min(500)
-    };
-    limit as i64 + 1
-}
-
-/// Cuts the extra row off and names the cursor of the next page.
-pub(crate) fn paginate<T>(
-    mut rows: Vec<T>,
-    page: &PageRequest,
-    id: impl Fn(&T) -> String,
-) -> Page<T> {
-    let wanted = (limit(page) - 1) as usize;
-    let next_cursor = if rows.len() > wanted {
-        rows.truncate(wanted);
-        rows.last().map(id)
-    } else {
-        None
-    };
-    Page {
-        data: rows,
-        next_cursor,
     }
 }

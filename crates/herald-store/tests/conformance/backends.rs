@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
+use herald_store::postgres::test_schema::TestSchema;
 use herald_store::prelude::*;
 
 pub struct Backend {
     pub store: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
+    _schema: Option<TestSchema>,
 }
 
 pub async fn sqlite() -> Backend {
@@ -17,9 +19,20 @@ pub async fn sqlite() -> Backend {
     Backend {
         store: Arc::new(store),
         _dir: Some(dir),
+        _schema: None,
     }
 }
 
 pub async fn postgres() -> Backend {
-    panic!("the PostgreSQL backend is not built yet")
+    let url = std::env::var("HERALD_TEST_DATABASE_URL")
+        .expect("HERALD_TEST_DATABASE_URL names the test database");
+    let schema = TestSchema::create(&url).await;
+    let store = herald_store::postgres::PgStore::open(&schema.url(), 8)
+        .await
+        .expect("the PostgreSQL store opens");
+    Backend {
+        store: Arc::new(store),
+        _dir: None,
+        _schema: Some(schema),
+    }
 }

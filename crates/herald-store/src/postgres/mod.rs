@@ -1,0 +1,201 @@
+//! The PostgreSQL backend, for several herald processes on one database.
+//!
+//! Hot-path writes (ingests, claims, outcomes) go through [`writer`], which commits
+//! what many callers queued meanwhile in one transaction with multi-row statements
+//! (group commit). Everything else runs on the bounded pool directly. Work that no
+//! process owns yet is announced with `NOTIFY`, and a listener wakes this process's
+//! adoption loop, so another process picks it up at once rather than at its next poll.
+
+mod messages;
+mod resources;
+mod rows;
+mod schema;
+pub mod test_schema;
+mod work;
+mod writer;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use herald_core::endpoint::Endpoint;
+use herald_core::DeliveryId;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::Row;
+use tokio::sync::Notify;
+
+use self::rows::DELIVERY_COLUMNS;
+use self::writer::Writer;
+use crate::*;
+
+const OPEN: &str = "('pending', 'delivering')";
+
+pub struct PgStore {
+    pool: PgPool,
+    writer: Writer,
+    /// The NOTIFY channel of this database and schema.
+    channel: String,
+    signal: Arc<Notify>,
+}
+
+/// Maps a driver error: connection trouble is `Unavailable` (503, retried), a
+/// unique violation is a `Conflict`, anything else a backend error.
+pub(crate) fn pg(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if code == "23505" {
+                StoreError::Conflict(db.message().to_string())
+            } else if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
+                StoreError::Unavailable(e.to_string())
+            } else {
+                StoreError::Postgres(e.to_string())
+            }
+        }
+        _ => StoreError::Postgres(e.to_string()),
+    }
+}
+
+impl PgStore {
+    /// Connects (a pool of at most `pool_size`), migrates, and starts the writer and
+    /// the NOTIFY listener. The schema is the connection's `search_path` (set it with
+    /// `?options=-c%20search_path%3Dname` in the URL).
+    pub async fn open(url: &str, pool_size: u32) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size.max(2))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(pg)?;
+        schema::migrate(&pool).await?;
+        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&pool)
+            .await
+            .map_err(pg)?;
+        let channel = format!("herald_work_{schema}");
+        let signal = Arc::new(Notify::new());
+        tokio::spawn(listen(pool.clone(), channel.clone(), signal.clone()));
+        let writer = Writer::spawn(pool.clone(), channel.clone());
+        Ok(Self {
+            pool,
+            writer,
+            channel,
+            signal,
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Forwards NOTIFYs on `channel` to `signal`, reconnecting with backoff.
+async fn listen(pool: PgPool, channel: String, signal: Arc<Notify>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let listener = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(&channel).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listener.await {
+            Ok(mut listener) => {
+                backoff = Duration::from_millis(100);
+                // Whatever was announced while not listening is found by one look.
+                signal.notify_one();
+                while listener.recv().await.is_ok() {
+                    signal.notify_one();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "NOTIFY listener cannot connect"),
+        }
+        if pool.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        schema::migrate(&self.pool).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+}
+
+async fn select_deliveries<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    where_sql: &str,
+    bind: &str,
+) -> StoreResult<Vec<Delivery>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE {where_sql}"
+    ))
+    .bind(bind)
+    .fetch_all(executor)
+    .await
+    .map_err(pg)?;
+    rows.iter().map(rows::delivery).collect()
+}
+
+fn ids(rows: Vec<sqlx::postgres::PgRow>) -> StoreResult<Vec<DeliveryId>> {
+    rows.iter()
+        .map(|r| {
+            r.try_get::<String, _>(0)
+                .map(DeliveryId::from_stored)
+                .map_err(pg)
+        })
+        .collect()
+}
+
+async fn load_endpoint<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    id: &str,
+    lock: bool,
+) -> StoreResult<Option<Endpoint>> {
+    let sql = format!(
+        "SELECT config FROM endpoints WHERE id = $1 AND NOT deleted{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let config: Option<String> = sqlx::query_scalar(&sql)
+        .bind(id)
+        .fetch_optional(executor)
+        .await
+        .map_err(pg)?;
+    config.map(|c| rows::json(&c)).transpose()
+}
+
+async fn save_endpoint<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    endpoint: &Endpoint,
+) -> StoreResult<()> {
+    let config = serde_json::to_string(endpoint).expect("endpoints serialize");
+    let done = sqlx::query("UPDATE endpoints SET config = $2 WHERE id = $1 AND NOT deleted")
+        .bind(endpoint.id.as_str())
+        .bind(config)
+        .execute(executor)
+        .await
+        .map_err(pg)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! PostgreSQL migrations, forward only, tracked in `herald_migrations` and run
+//! under an advisory lock so several processes starting at once migrate once.
+
+use sqlx::PgPool;
+
+use super::pg;
+use crate::StoreResult;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    retry_policy TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE endpoints (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    config TEXT NOT NULL,
+    deleted BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX endpoints_tenant ON endpoints (tenant_id, deleted, id);
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    headers TEXT,
+    context TEXT,
+    idempotency_key TEXT,
+    created_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX messages_idempotency ON messages (tenant_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX messages_tenant ON messages (tenant_id, id);
+CREATE TABLE deliveries (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    message_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    endpoint_id TEXT,
+    target TEXT,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    attempt_base INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT,
+    last_error TEXT,
+    dead_reason TEXT,
+    dead_at BIGINT,
+    lease_owner TEXT,
+    lease_until BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX deliveries_message ON deliveries (message_id);
+CREATE INDEX deliveries_owner ON deliveries (lease_owner, seq) WHERE status IN ('pending', 'delivering');
+CREATE INDEX deliveries_unowned ON deliveries (seq) WHERE status IN ('pending', 'delivering') AND lease_owner IS NULL;
+CREATE INDEX deliveries_endpoint_open ON deliveries (endpoint_id, seq) WHERE status IN ('pending', 'delivering');
+CREATE INDEX deliveries_tenant_status ON deliveries (tenant_id, status, id);
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    heartbeat_at BIGINT NOT NULL
+);
+CREATE TABLE attempts (
+    id TEXT PRIMARY KEY,
+    delivery_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    endpoint_id TEXT,
+    attempt INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    url TEXT NOT NULL,
+    request_headers TEXT NOT NULL,
+    response_status INTEGER,
+    response_headers TEXT NOT NULL,
+    response_body TEXT,
+    duration_ms BIGINT NOT NULL,
+    outcome TEXT NOT NULL,
+    error_kind TEXT,
+    error TEXT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX attempts_delivery ON attempts (delivery_id);
+CREATE INDEX attempts_message ON attempts (message_id);
+CREATE INDEX attempts_tenant ON attempts (tenant_id, id);
+"#];
+
+/// Advisory lock keys herald uses.
+pub(crate) const MIGRATION_LOCK: i64 = 0x6865_7261_6c64_0001;
+/// Held by every ingest transaction from its first delivery insert to its commit,
+/// so delivery `seq`s are handed out in commit order across processes.
+pub(crate) const INGEST_LOCK: i64 = 0x6865_7261_6c64_0002;
+
+pub(crate) async fn migrate(pool: &PgPool) -> StoreResult<()> {
+    let mut tx = pool.begin().await.map_err(pg)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg)?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS herald_migrations (version INTEGER PRIMARY KEY)")
+        .execute(&mut *tx)
+        .await
+        .map_err(pg)?;
+    let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM herald_migrations")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(pg)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sqlx::query(statement).execute(&mut *tx).await.map_err(pg)?;
+        }
+        sqlx::query("INSERT INTO herald_migrations (version) VALUES ($1)")
+            .bind(i as i32 + 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+    }
+    tx.commit().await.map_err(pg)?;
+    Ok(())
+}

@@ -1,0 +1,581 @@
+//! The PostgreSQL hot path: one task drains what callers queued (ingests, claims,
+//! outcomes) and commits it in one transaction with multi-row `UNNEST` statements,
+//! so a round trip and a WAL flush are shared by the whole batch. If the batch
+//! fails for a reason other than the database being unreachable, each operation is
+//! redone alone, so one bad write cannot sink its neighbours.
+
+use std::collections::HashMap;
+
+use sqlx::postgres::PgPool;
+use sqlx::{Postgres, Row, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::rows::{self, DELIVERY_COLUMNS};
+use super::schema::INGEST_LOCK;
+use super::{pg, OPEN};
+use crate::*;
+
+const MAX_BATCH: usize = 512;
+
+enum Op {
+    Ingest {
+        ingest: Ingest,
+        owner: Option<String>,
+    },
+    Claim {
+        id: String,
+        node: String,
+        until: Millis,
+        ordered: Option<String>,
+    },
+    Outcome {
+        outcome: Outcome,
+        node: String,
+    },
+}
+
+enum Done {
+    Ingest(IngestResult),
+    Claim(Claim),
+    Outcome(OutcomeApplied),
+}
+
+struct Queued {
+    op: Op,
+    reply: oneshot::Sender<StoreResult<Done>>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Writer {
+    queue: mpsc::Sender<Queued>,
+}
+
+impl Writer {
+    pub(crate) fn spawn(pool: PgPool, channel: String) -> Self {
+        let (queue, jobs) = mpsc::channel(16_384);
+        tokio::spawn(run(pool, channel, jobs));
+        Self { queue }
+    }
+
+    async fn submit(&self, op: Op) -> StoreResult<Done> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Queued { op, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+
+    pub(crate) async fn ingest(
+        &self,
+        ingest: Ingest,
+        owner: Option<String>,
+    ) -> StoreResult<IngestResult> {
+        match self.submit(Op::Ingest { ingest, owner }).await? {
+            Done::Ingest(r) => Ok(r),
+            _ => unreachable!("an ingest answers an ingest"),
+        }
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        id: String,
+        node: String,
+        until: Millis,
+        ordered: Option<String>,
+    ) -> StoreResult<Claim> {
+        match self
+            .submit(Op::Claim {
+                id,
+                node,
+                until,
+                ordered,
+            })
+            .await?
+        {
+            Done::Claim(c) => Ok(c),
+            _ => unreachable!("a claim answers a claim"),
+        }
+    }
+
+    pub(crate) async fn outcome(
+        &self,
+        outcome: Outcome,
+        node: String,
+    ) -> StoreResult<OutcomeApplied> {
+        match self.submit(Op::Outcome { outcome, node }).await? {
+            Done::Outcome(o) => Ok(o),
+            _ => unreachable!("an outcome answers an outcome"),
+        }
+    }
+}
+
+async fn run(pool: PgPool, channel: String, mut jobs: mpsc::Receiver<Queued>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = jobs.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (ops, replies): (Vec<Op>, Vec<_>) = batch.drain(..).map(|q| (q.op, q.reply)).unzip();
+        match commit(&pool, &channel, &ops).await {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(StoreError::Unavailable(why)) => {
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(why.clone())));
+                }
+            }
+            Err(_) => {
+                for (op, reply) in ops.into_iter().zip(replies) {
+                    let one = commit(&pool, &channel, std::slice::from_ref(&op)).await;
+                    let one = match (one, &op) {
+                        // Another process committed the same key meanwhile.
+                        (Err(StoreError::Conflict(_)), Op::Ingest { ingest, .. })
+                            if ingest.message.idempotency_key.is_some() =>
+                        {
+                            first_with_key(&pool, &ingest.message).await
+                        }
+                        (one, _) => one.map(|mut r| r.remove(0)),
+                    };
+                    let _ = reply.send(one);
+                }
+            }
+        }
+    }
+}
+
+async fn first_with_key(pool: &PgPool, message: &StoredMessage) -> StoreResult<Done> {
+    let id: String =
+        sqlx::query_scalar("SELECT id FROM messages WHERE tenant_id = $1 AND idempotency_key = $2")
+            .bind(message.tenant_id.as_str())
+            .bind(&message.idempotency_key)
+            .fetch_one(pool)
+            .await
+            .map_err(pg)?;
+    Ok(Done::Ingest(IngestResult::Duplicate(
+        herald_core::MessageId::from_stored(id),
+    )))
+}
+
+/// Runs `ops` in one transaction; answers in the same order.
+async fn commit(pool: &PgPool, channel: &str, ops: &[Op]) -> StoreResult<Vec<Done>> {
+    let mut tx = pool.begin().await.map_err(pg)?;
+    let mut results: Vec<Option<Done>> = (0..ops.len()).map(|_| None).collect();
+    ingests(&mut tx, channel, ops, &mut results).await?;
+    claims(&mut tx, ops, &mut results).await?;
+    outcomes(&mut tx, ops, &mut results).await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every operation is answered"))
+        .collect())
+}
+
+/// Inserts deliveries with one statement and sets their `seq`. The caller holds the
+/// ingest lock, so `seq` follows commit order.
+pub(crate) async fn insert_deliveries(
+    tx: &mut Transaction<'_, Postgres>,
+    deliveries: Vec<&mut Delivery>,
+    owner: Option<&str>,
+) -> StoreResult<()> {
+    let owners = vec![owner.map(String::from); deliveries.len()];
+    insert_owned(tx, deliveries, owners).await
+}
+
+async fn insert_owned(
+    tx: &mut Transaction<'_, Postgres>,
+    mut deliveries: Vec<&mut Delivery>,
+    owners: Vec<Option<String>>,
+) -> StoreResult<()> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let col = |f: &dyn Fn(&Delivery) -> String| deliveries.iter().map(|d| f(d)).collect::<Vec<_>>();
+    let ids = col(&|d| d.id.to_string());
+    let messages = col(&|d| d.message_id.to_string());
+    let tenants = col(&|d| d.tenant_id.to_string());
+    let endpoints: Vec<Option<String>> = deliveries
+        .iter()
+        .map(|d| d.endpoint_id.as_ref().map(|e| e.to_string()))
+        .collect();
+    let targets: Vec<Option<String>> = deliveries
+        .iter()
+        .map(|d| {
+            d.target
+                .as_ref()
+                .map(|t| serde_json::to_string(t).expect("targets serialize"))
+        })
+        .collect();
+    let statuses = col(&|d| d.status.as_str().to_string());
+    let attempts: Vec<i32> = deliveries.iter().map(|d| d.attempts as i32).collect();
+    let bases: Vec<i32> = deliveries.iter().map(|d| d.attempt_base as i32).collect();
+    let due: Vec<Option<i64>> = deliveries.iter().map(|d| d.next_attempt_at).collect();
+    let created: Vec<i64> = deliveries.iter().map(|d| d.created_at).collect();
+    let rows = sqlx::query(
+        "INSERT INTO deliveries (id, message_id, tenant_id, endpoint_id, target, status, attempts, attempt_base, \
+         next_attempt_at, lease_owner, created_at, updated_at) \
+         SELECT v.*, v.created_at FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::int4[], $8::int4[], $9::int8[], $10::text[], $11::int8[]) \
+         AS v(id, message_id, tenant_id, endpoint_id, target, status, attempts, attempt_base, next_attempt_at, lease_owner, created_at) \
+         RETURNING id, seq",
+    )
+    .bind(&ids)
+    .bind(&messages)
+    .bind(&tenants)
+    .bind(&endpoints)
+    .bind(&targets)
+    .bind(&statuses)
+    .bind(&attempts)
+    .bind(&bases)
+    .bind(&due)
+    .bind(&owners)
+    .bind(&created)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(pg)?;
+    let seqs: HashMap<String, i64> = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>(0).map_err(pg)?,
+                r.try_get::<i64, _>(1).map_err(pg)?,
+            ))
+        })
+        .collect::<StoreResult<_>>()?;
+    for d in deliveries.iter_mut() {
+        d.seq = seqs.get(d.id.as_str()).copied().unwrap_or_default();
+    }
+    Ok(())
+}
+
+async fn ingests(
+    tx: &mut Transaction<'_, Postgres>,
+    channel: &str,
+    ops: &[Op],
+    results: &mut [Option<Done>],
+) -> StoreResult<()> {
+    let mut wanted: Vec<(usize, &Ingest, &Option<String>)> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            Op::Ingest { ingest, owner } => Some((i, ingest, owner)),
+            _ => None,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    // Idempotency keys: seen before, or twice in this batch.
+    let keyed: Vec<(String, String)> = wanted
+        .iter()
+        .filter_map(|(_, i, _)| {
+            i.message
+                .idempotency_key
+                .as_ref()
+                .map(|k| (i.message.tenant_id.to_string(), k.clone()))
+        })
+        .collect();
+    let mut known: HashMap<(String, String), String> = HashMap::new();
+    if !keyed.is_empty() {
+        let (tenants, keys): (Vec<String>, Vec<String>) = keyed.into_iter().unzip();
+        let rows = sqlx::query(
+            "SELECT tenant_id, idempotency_key, id FROM messages \
+             WHERE (tenant_id, idempotency_key) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+        )
+        .bind(&tenants)
+        .bind(&keys)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(pg)?;
+        for r in rows {
+            known.insert(
+                (r.try_get(0).map_err(pg)?, r.try_get(1).map_err(pg)?),
+                r.try_get(2).map_err(pg)?,
+            );
+        }
+    }
+    wanted.retain(|(i, ingest, _)| {
+        let Some(key) = &ingest.message.idempotency_key else {
+            return true;
+        };
+        let slot = (ingest.message.tenant_id.to_string(), key.clone());
+        match known.get(&slot) {
+            Some(first) => {
+                results[*i] = Some(Done::Ingest(IngestResult::Duplicate(
+                    herald_core::MessageId::from_stored(first.clone()),
+                )));
+                false
+            }
+            None => {
+                known.insert(slot, ingest.message.id.to_string());
+                true
+            }
+        }
+    });
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(INGEST_LOCK)
+        .execute(&mut **tx)
+        .await
+        .map_err(pg)?;
+    let msgs: Vec<&StoredMessage> = wanted.iter().map(|(_, i, _)| &i.message).collect();
+    let text = |f: &dyn Fn(&StoredMessage) -> Option<String>| {
+        msgs.iter().map(|m| f(m)).collect::<Vec<_>>()
+    };
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, event_type, payload, headers, context, idempotency_key, created_at) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[])",
+    )
+    .bind(text(&|m| Some(m.id.to_string())))
+    .bind(text(&|m| Some(m.tenant_id.to_string())))
+    .bind(text(&|m| Some(m.event_type.clone())))
+    .bind(text(&|m| Some(m.payload.clone())))
+    .bind(text(&|m| (!m.headers.is_empty()).then(|| serde_json::to_string(&m.headers).expect("headers serialize"))))
+    .bind(text(&|m| m.context.as_ref().map(|c| c.to_string())))
+    .bind(text(&|m| m.idempotency_key.clone()))
+    .bind(msgs.iter().map(|m| m.created_at).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await
+    .map_err(pg)?;
+    let mut deliveries: Vec<(usize, Vec<Delivery>)> = wanted
+        .iter()
+        .map(|(i, ingest, _)| (*i, ingest.deliveries.clone()))
+        .collect();
+    let owners: Vec<Option<String>> = wanted
+        .iter()
+        .flat_map(|(_, ingest, owner)| {
+            std::iter::repeat_n((*owner).clone(), ingest.deliveries.len())
+        })
+        .collect();
+    let unowned = owners.iter().any(Option::is_none);
+    insert_owned(
+        tx,
+        deliveries
+            .iter_mut()
+            .flat_map(|(_, d)| d.iter_mut())
+            .collect(),
+        owners,
+    )
+    .await?;
+    if unowned {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(channel)
+            .execute(&mut **tx)
+            .await
+            .map_err(pg)?;
+    }
+    for (i, d) in deliveries {
+        results[i] = Some(Done::Ingest(IngestResult::Created(d)));
+    }
+    Ok(())
+}
+
+async fn claims(
+    tx: &mut Transaction<'_, Postgres>,
+    ops: &[Op],
+    results: &mut [Option<Done>],
+) -> StoreResult<()> {
+    let wanted: Vec<(usize, &String, &String, Millis, &Option<String>)> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            Op::Claim {
+                id,
+                node,
+                until,
+                ordered,
+            } => Some((i, id, node, *until, ordered)),
+            _ => None,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = wanted.iter().map(|w| w.1.as_str()).collect();
+    let nodes: Vec<&str> = wanted.iter().map(|w| w.2.as_str()).collect();
+    let untils: Vec<i64> = wanted.iter().map(|w| w.3).collect();
+    let ordered: Vec<Option<&str>> = wanted.iter().map(|w| w.4.as_deref()).collect();
+    // The head of an ordered endpoint is its open delivery of lowest `seq`; only the
+    // head may be claimed, whichever process holds the others.
+    let rows = sqlx::query(&format!(
+        "UPDATE deliveries d SET status = 'delivering', lease_until = v.until \
+         FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[]) AS v(id, node, until, ordered) \
+         WHERE d.id = v.id AND d.lease_owner = v.node AND d.status IN {OPEN} \
+         AND (v.ordered IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries e \
+              WHERE e.endpoint_id = v.ordered AND e.status IN {OPEN} AND e.seq < d.seq)) \
+         RETURNING {DELIVERY_COLUMNS}"
+    ))
+    .bind(&ids)
+    .bind(&nodes)
+    .bind(&untils)
+    .bind(&ordered)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(pg)?;
+    let mut claimed: HashMap<String, Delivery> = HashMap::new();
+    for r in &rows {
+        let d = rows::delivery(r)?;
+        claimed.insert(d.id.to_string(), d);
+    }
+    let refused_ordered: Vec<&str> = wanted
+        .iter()
+        .filter(|w| w.4.is_some() && !claimed.contains_key(w.1.as_str()))
+        .map(|w| w.1.as_str())
+        .collect();
+    let mut blocked: Vec<String> = Vec::new();
+    if !refused_ordered.is_empty() {
+        let owned: Vec<&str> = wanted
+            .iter()
+            .filter(|w| refused_ordered.contains(&w.1.as_str()))
+            .map(|w| w.2.as_str())
+            .collect();
+        blocked = sqlx::query_scalar(&format!(
+            "SELECT d.id FROM deliveries d JOIN UNNEST($1::text[], $2::text[]) AS v(id, node) \
+             ON d.id = v.id AND d.lease_owner = v.node WHERE d.status IN {OPEN}"
+        ))
+        .bind(&refused_ordered)
+        .bind(&owned)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(pg)?;
+    }
+    for (i, id, ..) in wanted {
+        results[i] = Some(Done::Claim(match claimed.remove(id.as_str()) {
+            Some(d) => Claim::Claimed(Box::new(d)),
+            None if blocked.contains(id) => Claim::Blocked,
+            None => Claim::Lost,
+        }));
+    }
+    Ok(())
+}
+
+async fn outcomes(
+    tx: &mut Transaction<'_, Postgres>,
+    ops: &[Op],
+    results: &mut [Option<Done>],
+) -> StoreResult<()> {
+    let wanted: Vec<(usize, &Outcome, &String)> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            Op::Outcome { outcome, node } => Some((i, outcome, node)),
+            _ => None,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let attempts: Vec<&Attempt> = wanted.iter().map(|w| &w.1.attempt).collect();
+    let text =
+        |f: &dyn Fn(&Attempt) -> Option<String>| attempts.iter().map(|a| f(a)).collect::<Vec<_>>();
+    let json = |v: &Vec<(String, String)>| serde_json::to_string(v).expect("headers serialize");
+    sqlx::query(
+        "INSERT INTO attempts (id, delivery_id, message_id, tenant_id, endpoint_id, attempt, method, url, request_headers, \
+         response_status, response_headers, response_body, duration_ms, outcome, error_kind, error, created_at) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::text[], $8::text[], \
+         $9::text[], $10::int4[], $11::text[], $12::text[], $13::int8[], $14::text[], $15::text[], $16::text[], $17::int8[])",
+    )
+    .bind(text(&|a| Some(a.id.to_string())))
+    .bind(text(&|a| Some(a.delivery_id.to_string())))
+    .bind(text(&|a| Some(a.message_id.to_string())))
+    .bind(text(&|a| Some(a.tenant_id.to_string())))
+    .bind(text(&|a| a.endpoint_id.as_ref().map(|e| e.to_string())))
+    .bind(attempts.iter().map(|a| a.attempt as i32).collect::<Vec<_>>())
+    .bind(text(&|a| Some(a.method.clone())))
+    .bind(text(&|a| Some(a.url.clone())))
+    .bind(text(&|a| Some(json(&a.request_headers))))
+    .bind(attempts.iter().map(|a| a.response_status.map(i32::from)).collect::<Vec<_>>())
+    .bind(text(&|a| Some(json(&a.response_headers))))
+    .bind(text(&|a| a.response_body.clone()))
+    .bind(attempts.iter().map(|a| a.duration_ms as i64).collect::<Vec<_>>())
+    .bind(text(&|a| Some(a.outcome.clone())))
+    .bind(text(&|a| a.error_kind.clone()))
+    .bind(text(&|a| a.error.clone()))
+    .bind(attempts.iter().map(|a| a.created_at).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await
+    .map_err(pg)?;
+
+    let mut ids = Vec::new();
+    let mut nodes = Vec::new();
+    let mut statuses = Vec::new();
+    let mut counts = Vec::new();
+    let mut due: Vec<Option<i64>> = Vec::new();
+    let mut errors: Vec<Option<String>> = Vec::new();
+    let mut reasons: Vec<Option<String>> = Vec::new();
+    let mut dead_at: Vec<Option<i64>> = Vec::new();
+    let mut nows = Vec::new();
+    for (_, o, node) in &wanted {
+        let (status, at, error, reason, dead) = match &o.next {
+            NextState::Succeeded => ("succeeded", None, None, None, None),
+            NextState::Retry { at, error } => {
+                ("pending", Some(*at), Some(error.clone()), None, None)
+            }
+            NextState::Dead { reason } | NextState::DisableEndpoint { reason, .. } => (
+                "dead",
+                None,
+                Some(reason.clone()),
+                Some(reason.clone()),
+                Some(o.now),
+            ),
+        };
+        ids.push(o.attempt.delivery_id.to_string());
+        nodes.push(node.to_string());
+        statuses.push(status);
+        counts.push(o.attempt.attempt as i32);
+        due.push(at);
+        errors.push(error);
+        reasons.push(reason);
+        dead_at.push(dead);
+        nows.push(o.now);
+    }
+    let applied: Vec<String> = sqlx::query_scalar(
+        "UPDATE deliveries d SET status = v.status, attempts = v.attempts, next_attempt_at = v.due, last_error = v.error, \
+         dead_reason = v.reason, dead_at = v.dead_at, lease_until = NULL, updated_at = v.now \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::int8[], $6::text[], $7::text[], $8::int8[], $9::int8[]) \
+         AS v(id, node, status, attempts, due, error, reason, dead_at, now) \
+         WHERE d.id = v.id AND d.status = 'delivering' AND d.lease_owner = v.node RETURNING d.id",
+    )
+    .bind(&ids)
+    .bind(&nodes)
+    .bind(&statuses)
+    .bind(&counts)
+    .bind(&due)
+    .bind(&errors)
+    .bind(&reasons)
+    .bind(&dead_at)
+    .bind(&nows)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(pg)?;
+    for (i, o, _) in wanted {
+        let id = o.attempt.delivery_id.as_str();
+        results[i] = Some(Done::Outcome(if !applied.iter().any(|a| a == id) {
+            OutcomeApplied::Stale
+        } else if let NextState::DisableEndpoint {
+            endpoint_id,
+            reason,
+        } = &o.next
+        {
+            OutcomeApplied::Applied {
+                also_dead: super::work::disable(tx, endpoint_id.as_str(), reason, o.now).await?,
+            }
+        } else {
+            OutcomeApplied::Applied {
+                also_dead: Vec::new(),
+            }
+        }));
+    }
+    Ok(())
+}
