@@ -27,16 +27,16 @@ pub struct AppState {
     pub max_body_bytes: usize,
 }
 
-/// The whole HTTP surface.
-pub fn router(state: AppState) -> Router {
+/// The HTTP surface: health always, the management API when `management` is on
+/// (a process that only delivers serves health alone).
+pub fn router(state: AppState, management: bool) -> Router {
     let state = Arc::new(state);
-    let api = routes::router().layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
-    Router::new()
-        .merge(api)
-        .merge(routes::health::router())
+    let mut router = Router::new().merge(routes::health::router());
+    if management {
+        let guard = axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
+        router = router.merge(routes::router().layer(guard));
+    }
+    router
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
 }

@@ -359,6 +359,7 @@ impl Endpoint {
             auth.validate()?;
             next.auth = auth;
         }
+        let connect_given = spec.connect_timeout_seconds.is_some();
         if let Some(t) = spec.connect_timeout_seconds {
             next.connect_timeout_seconds = timeout(t, "connect_timeout_seconds")?;
         }
@@ -402,6 +403,10 @@ impl Endpoint {
                     .map_err(|_| ValidationError::new("user_agent", "must not contain CR or LF"))?;
             }
             next.user_agent = agent;
+        }
+        if next.connect_timeout_seconds > next.timeout_seconds && !connect_given {
+            // Only the total timeout was given: the connect timeout follows it down.
+            next.connect_timeout_seconds = next.timeout_seconds;
         }
         if next.connect_timeout_seconds > next.timeout_seconds {
             return Err(ValidationError::new(
@@ -501,6 +506,16 @@ mod tests {
         let bad: EndpointSpec = serde_json::from_str(r#"{"url":"gopher://x"}"#).unwrap();
         assert!(e.apply(bad, Utc::now()).is_err());
         assert_eq!(e.url, "https://example.com/hook");
+    }
+
+    #[test]
+    fn a_short_total_timeout_brings_the_connect_timeout_down() {
+        let e = create(r#"{"url":"http://x.io","timeout_seconds":2}"#).unwrap();
+        assert_eq!((e.connect_timeout_seconds, e.timeout_seconds), (2.0, 2.0));
+        let err =
+            create(r#"{"url":"http://x.io","timeout_seconds":2,"connect_timeout_seconds":5}"#)
+                .unwrap_err();
+        assert_eq!(err.field, "connect_timeout_seconds");
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub struct BreakerSettings {
 pub struct Config {
     pub listen: String,
     pub database_url: String,
+    pub database_pool_size: u32,
     pub amqp_url: Option<Secret>,
     pub admin_token: Option<Secret>,
     pub master_key: Option<Secret>,
@@ -160,10 +161,21 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
-        if !self.database_url.starts_with("sqlite://")
-            || self.database_url.len() <= "sqlite://".len()
-        {
-            return Err(bad("database_url", "must be sqlite://PATH"));
+        let sqlite = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .is_some_and(|p| !p.is_empty());
+        let postgres = ["postgres://", "postgresql://"]
+            .iter()
+            .any(|p| self.database_url.starts_with(p));
+        if !sqlite && !postgres {
+            return Err(bad(
+                "database_url",
+                "must be sqlite://PATH or postgres://...",
+            ));
+        }
+        if !(2..=1000).contains(&self.database_pool_size) {
+            return Err(bad("database_pool_size", "must be between 2 and 1000"));
         }
         if let Some(key) = &self.master_key {
             let bytes = base64::engine::general_purpose::STANDARD

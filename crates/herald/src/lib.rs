@@ -23,20 +23,45 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, Overrides};
 
+/// Which parts of herald a process runs (`herald serve --api --workers`); all by
+/// default, so that one process is a whole herald.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Components {
+    /// The management API (health is always served).
+    pub api: bool,
+    /// The delivery workers.
+    pub workers: bool,
+}
+
+impl Default for Components {
+    fn default() -> Self {
+        Self {
+            api: true,
+            workers: true,
+        }
+    }
+}
+
 /// A herald with its listener bound, ready to run.
 pub struct App {
     listener: TcpListener,
-    router: axum::Router,
+    state: Option<AppState>,
     engine: Engine,
+    components: Components,
 }
 
 impl App {
     /// Opens the store (running migrations) and binds the listener. Without an admin
     /// token the listener is bound to loopback whatever the configuration says.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let store = herald_store::open(&config.database_url)
+        let store = herald_store::open(&config.database_url, config.database_pool_size)
             .await
-            .with_context(|| format!("cannot open the store at {}", config.database_url))?;
+            .with_context(|| {
+                format!(
+                    "cannot open the store at {}",
+                    redact_url(&config.database_url)
+                )
+            })?;
         Self::with_store(config, store).await
     }
 
@@ -52,16 +77,23 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let engine = Engine::new(store, config.engine()?);
-        let router = herald_api::router(AppState {
+        let state = AppState {
             engine: engine.clone(),
             admin_token: config.admin_token.as_ref().map(|t| t.expose().to_string()),
             max_body_bytes: config.max_body_bytes,
-        });
+        };
         Ok(Self {
             listener,
-            router,
+            state: Some(state),
             engine,
+            components: Components::default(),
         })
+    }
+
+    /// Runs only these parts.
+    pub fn with_components(mut self, components: Components) -> Self {
+        self.components = components;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -74,14 +106,25 @@ impl App {
         &self.engine
     }
 
-    /// Serves the API and runs the delivery workers until `shutdown`, then stops
-    /// taking requests and lets requests in flight finish within the grace period.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Serves the API and runs the delivery workers (the parts chosen) until
+    /// `shutdown`, then stops taking requests and lets requests in flight finish
+    /// within the grace period.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr();
-        tracing::info!(%addr, "herald listening");
-        let server = axum::serve(self.listener, self.router)
+        let Components { api, workers } = self.components;
+        tracing::info!(%addr, api, workers, "herald listening");
+        let state = self.state.take().expect("an app runs once");
+        let server = axum::serve(self.listener, herald_api::router(state, api))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let workers = self.engine.run_workers(shutdown.clone());
+        let engine = self.engine.clone();
+        let delivering = async {
+            if workers {
+                engine.run_workers(shutdown.clone()).await
+            } else {
+                shutdown.cancelled().await;
+                Ok(())
+            }
+        };
         let (served, worked) = tokio::join!(
             async {
                 let result = server.await;
@@ -89,7 +132,7 @@ impl App {
                 result
             },
             async {
-                let result = workers.await;
+                let result = delivering.await;
                 shutdown.cancel();
                 result
             }
@@ -98,6 +141,20 @@ impl App {
         worked.context("the delivery workers failed")?;
         tracing::info!("herald stopped");
         Ok(())
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:********{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }
 

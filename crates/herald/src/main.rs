@@ -34,6 +34,24 @@ struct ServeFlags {
     /// json or pretty.
     #[arg(long)]
     log_format: Option<String>,
+    /// Run the management API (with none of --api/--workers given, all run).
+    #[arg(long)]
+    api: bool,
+    /// Run the delivery workers.
+    #[arg(long)]
+    workers: bool,
+}
+
+impl ServeFlags {
+    fn components(&self) -> herald::Components {
+        if !self.api && !self.workers {
+            return herald::Components::default();
+        }
+        herald::Components {
+            api: self.api,
+            workers: self.workers,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -142,15 +160,19 @@ fn print(value: &Value) {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve(_) => {
+        Command::Serve(flags) => {
             let shutdown = CancellationToken::new();
             herald::cancel_on_signals(shutdown.clone());
-            App::build(&config).await?.run(shutdown).await
+            App::build(&config)
+                .await?
+                .with_components(flags.components())
+                .run(shutdown)
+                .await
         }
         Command::Migrate { .. } => {
-            let store = herald_store::open(&config.database_url).await?;
+            let store = herald_store::open(&config.database_url, config.database_pool_size).await?;
             store.migrate().await?;
-            println!("migrated {}", config.database_url);
+            println!("migrated {}", herald::redact_url(&config.database_url));
             Ok(())
         }
         Command::Config => {

@@ -20,7 +20,7 @@ async fn raw(app: &crate::helpers::TestApp, path: &str, body: &'static str) -> (
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test]
+herald_test! {
 async fn bad_input_gets_a_clear_error_and_the_service_stays_ready() {
     let app = spawn_app_with(|c| c.max_body_bytes = 4096).await;
     app.tenant("acme").await;
@@ -128,8 +128,9 @@ async fn bad_input_gets_a_clear_error_and_the_service_stays_ready() {
     let (status, _) = app.get("/healthz").await;
     assert_eq!(status, StatusCode::OK);
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn the_admin_token_guards_the_api() {
     let mut app = spawn_app_with(|c| {
         c.admin_token = Some(serde_json::from_value(json!("admin-token-123")).unwrap())
@@ -149,8 +150,9 @@ async fn the_admin_token_guards_the_api() {
         assert_eq!(status, StatusCode::OK, "{open}");
     }
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn lists_page_with_cursors_newest_first() {
     let app = spawn_app().await;
     app.tenant("acme").await;
@@ -197,8 +199,9 @@ async fn lists_page_with_cursors_newest_first() {
         .await;
     assert_eq!(none["data"].as_array().unwrap().len(), 0);
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn tenants_and_endpoints_are_managed() {
     let app = spawn_app().await;
     let (status, tenant) = app
@@ -251,8 +254,9 @@ async fn tenants_and_endpoints_are_managed() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn the_openapi_document_describes_the_routes() {
     let app = spawn_app().await;
     let (status, doc) = app.get("/api/v1/openapi.json").await;
@@ -266,4 +270,5 @@ async fn the_openapi_document_describes_the_routes() {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
     assert!(doc["components"]["schemas"]["EndpointSpec"].is_object());
+}
 }

@@ -27,7 +27,7 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-#[tokio::test]
+herald_test! {
 async fn send_list_and_replay_through_a_running_herald() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -81,4 +81,5 @@ async fn send_list_and_replay_through_a_running_herald() {
     let (ok, _, stderr) = herald(args(&["send", "--url", &app.base, "--tenant", "nobody"])).await;
     assert!(!ok);
     assert!(stderr.contains("404"), "{stderr}");
+}
 }

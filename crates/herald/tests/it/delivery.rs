@@ -26,7 +26,7 @@ async fn attempts(app: &crate::helpers::TestApp, tenant: &str, message: &str) ->
     list
 }
 
-#[tokio::test]
+herald_test! {
 async fn a_2xx_succeeds_on_the_first_attempt() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -55,8 +55,9 @@ async fn a_2xx_succeeds_on_the_first_attempt() {
     assert_eq!(log[0]["response_status"], 200);
     assert_eq!(log[0]["outcome"], "success");
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn other_4xx_fail_permanently_without_retry() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -81,8 +82,9 @@ async fn other_4xx_fail_permanently_without_retry() {
     );
     assert_eq!(rx.requests("/gone").len(), 1);
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn five_xx_3xx_408_and_refused_connections_are_retried() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -127,8 +129,9 @@ async fn five_xx_3xx_408_and_refused_connections_are_retried() {
     let log = attempts(&app, "acme", &id).await;
     assert_eq!(log[0]["error_kind"], "connect");
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn a_slow_answer_times_out_and_is_retried() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -141,8 +144,9 @@ async fn a_slow_answer_times_out_and_is_retried() {
     let log = attempts(&app, "acme", &id).await;
     assert_eq!(log[0]["error_kind"], "timeout");
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn retry_after_on_429_is_honoured() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -163,8 +167,9 @@ async fn retry_after_on_429_is_honoured() {
         "Retry-After: 1 replaced the 0.1 s delay, waited {gap:?}"
     );
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn both_policy_forms_spend_their_budget_then_dead_letter() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -206,8 +211,9 @@ async fn both_policy_forms_spend_their_budget_then_dead_letter() {
         "{reasons:?}"
     );
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn a_dead_letter_replays_with_a_fresh_budget_and_keeps_its_attempts() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -265,8 +271,9 @@ async fn a_dead_letter_replays_with_a_fresh_budget_and_keeps_its_attempts() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn bulk_replay_takes_an_endpoints_dead_letters() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -306,8 +313,9 @@ async fn bulk_replay_takes_an_endpoints_dead_letters() {
         .await;
     assert_eq!(body["replayed"], 2);
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn disable_endpoint_on_exhaustion_dead_letters_the_queue() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -347,8 +355,9 @@ async fn disable_endpoint_on_exhaustion_dead_letters_the_queue() {
         .await;
     assert_eq!(message["deliveries"].as_array().unwrap().len(), 0);
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn fan_out_follows_each_endpoints_filter() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -401,8 +410,9 @@ async fn fan_out_follows_each_endpoints_filter() {
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body["deliveries"].as_array().unwrap().len(), 1);
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn a_repeated_idempotency_key_returns_the_first_message() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -434,6 +444,7 @@ async fn a_repeated_idempotency_key_returns_the_first_message() {
     let (_, list) = app.get("/api/v1/tenants/acme/messages").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 2);
 }
+}
 
 /// Sends the same body eight times at once; returns the ids answered.
 async fn futures_join(app: &crate::helpers::TestApp, body: Value) -> Vec<Value> {
@@ -460,7 +471,7 @@ async fn futures_join(app: &crate::helpers::TestApp, body: Value) -> Vec<Value> 
     ids
 }
 
-#[tokio::test]
+herald_test! {
 async fn resend_cancel_and_endpoint_deletion() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -536,8 +547,9 @@ async fn resend_cancel_and_endpoint_deletion() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn ad_hoc_callbacks_get_retries_and_the_attempt_log() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -564,4 +576,5 @@ async fn ad_hoc_callbacks_get_retries_and_the_attempt_log() {
         )
         .await;
     assert_eq!(body["error"]["field"], "target_url");
+}
 }

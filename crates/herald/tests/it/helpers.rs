@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use herald::{App, Config};
+use herald_store::postgres::test_schema::TestSchema;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -43,13 +44,34 @@ pub fn init_logs() {
     }
 }
 
+/// Which store a test binary runs herald on.
+#[allow(dead_code)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The test database, when the backend is PostgreSQL: a schema of its own.
+pub async fn test_schema() -> Option<TestSchema> {
+    match crate::BACKEND {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let url = std::env::var("HERALD_TEST_DATABASE_URL")
+                .expect("HERALD_TEST_DATABASE_URL names the test database");
+            Some(TestSchema::create(&url).await)
+        }
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub token: Option<String>,
     pub engine: herald_engine::Engine,
-    /// Holds the database directory until the app is dropped.
+    /// Holds the database directory (or schema) until the app is dropped.
     pub _dir: tempfile::TempDir,
+    pub _schema: Option<TestSchema>,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -70,12 +92,17 @@ pub fn test_config(dir: &std::path::Path) -> Config {
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     init_logs();
     let dir = tempfile::tempdir().expect("a temp dir");
+    let schema = test_schema().await;
     let mut config = test_config(dir.path());
+    if let Some(schema) = &schema {
+        config.database_url = schema.url();
+        config.database_pool_size = 8;
+    }
     adjust(&mut config);
-    start(config, dir).await
+    start(config, dir, schema).await
 }
 
-pub async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
+pub async fn start(config: Config, dir: tempfile::TempDir, schema: Option<TestSchema>) -> TestApp {
     let app = App::build(&config).await.expect("herald builds");
     let base = format!("http://{}", app.local_addr());
     let engine = app.engine().clone();
@@ -87,6 +114,7 @@ pub async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
         token: config.admin_token.as_ref().map(|t| t.expose().to_string()),
         engine,
         _dir: dir,
+        _schema: schema,
         shutdown,
         handle: Some(handle),
     }
@@ -358,4 +386,87 @@ impl Receiver {
         })
         .await
     }
+}
+
+/// The herald binary, running; killed (as kill -9 does) when dropped.
+pub struct Process {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Process {
+    /// Starts `herald serve` on a free port with `database_url` and `env`, and waits
+    /// until it is ready.
+    pub async fn start(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on(free_port(), database_url, args, env).await
+    }
+
+    pub async fn start_on(
+        port: u16,
+        database_url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+        command
+            .arg("serve")
+            .args(args)
+            .env_clear()
+            .env("HERALD_DATABASE_URL", database_url)
+            .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HERALD_LOG_LEVEL", "warn")
+            .stdout(std::process::Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let process = Self {
+            child: command.spawn().expect("the herald binary starts"),
+            port,
+        };
+        let http = reqwest::Client::new();
+        eventually("herald to be ready", Duration::from_secs(30), || async {
+            let answer = http
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .ok()?;
+            answer.status().is_success().then_some(())
+        })
+        .await;
+        process
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// POSTs JSON and returns the answer's body; panics unless it is a success.
+pub async fn post_ok(http: &reqwest::Client, url: &str, body: Value) -> Value {
+    let response = http.post(url).json(&body).send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{url}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
 }

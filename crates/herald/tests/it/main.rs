@@ -1,5 +1,17 @@
-//! herald's integration tests: a real herald (in process, or the binary for crash
-//! tests) with its own SQLite file, delivering to real receivers on 127.0.0.1.
+//! herald's integration tests on the embedded SQLite store: a real herald (in
+//! process, or the binary for crash tests) with its own database file, delivering
+//! to real receivers on 127.0.0.1. `tests/pg` runs the same tests on PostgreSQL.
+
+/// The store these tests run on.
+const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
+
+macro_rules! herald_test {
+    ($(#[$meta:meta])* async fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        #[tokio::test]
+        async fn $name() $body
+    };
+}
 
 mod api;
 mod cli;

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::helpers::{spawn_app, spawn_app_with, Receiver, Reply};
 
-#[tokio::test]
+herald_test! {
 async fn ordered_mode_keeps_order_while_the_head_retries() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -33,8 +33,9 @@ async fn ordered_mode_keeps_order_while_the_head_retries() {
     assert_eq!(order, vec![1, 1, 1, 2, 3, 4, 5]);
     assert_eq!(rx.max_in_flight(), 1);
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn concurrent_mode_respects_max_in_flight() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -48,8 +49,9 @@ async fn concurrent_mode_respects_max_in_flight() {
     rx.wait_for("/mif", 12).await;
     assert_eq!(rx.max_in_flight(), 3);
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn rate_limit_spreads_requests() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -69,8 +71,9 @@ async fn rate_limit_spreads_requests() {
         "8 requests at 4/s with a burst of 4 take about 1 s, took {span:?}"
     );
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn the_circuit_breaker_pauses_without_spending_attempts() {
     let app = spawn_app_with(|c| {
         c.circuit_breaker.failure_threshold = 3;
@@ -98,8 +101,9 @@ async fn the_circuit_breaker_pauses_without_spending_attempts() {
     }
     assert_eq!(total, 6, "waiting behind the open breaker cost no attempts");
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn a_dead_endpoints_backlog_does_not_slow_a_healthy_one() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -151,4 +155,5 @@ async fn a_dead_endpoints_backlog_does_not_slow_a_healthy_one() {
         10,
         "the dead endpoint holds only its own max_in_flight"
     );
+}
 }

@@ -14,7 +14,7 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-#[tokio::test]
+herald_test! {
 async fn standard_webhooks_signature_verifies_with_the_served_secret() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -60,8 +60,9 @@ async fn standard_webhooks_signature_verifies_with_the_served_secret() {
     );
     assert_eq!(request.header("webhook-signature"), Some(expected.as_str()));
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn hex_hmac_scheme_signs_the_exact_body() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -76,8 +77,9 @@ async fn hex_hmac_scheme_signs_the_exact_body() {
         Some("224dfbea254c1f6c0a40e09ebb33691501b8e779b403e567aa5a19bb72ef01aa")
     );
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn ad_hoc_callbacks_carry_seed_000s_signature() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -95,8 +97,9 @@ async fn ad_hoc_callbacks_carry_seed_000s_signature() {
     let expected = hex::encode(hmac(b"your-secret-key", &got[0].body));
     assert_eq!(got[0].header("x-signature"), Some(expected.as_str()));
 }
+}
 
-#[tokio::test]
+herald_test! {
 async fn auth_headers_reach_the_target_and_are_redacted_in_the_log() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
@@ -125,4 +128,5 @@ async fn auth_headers_reach_the_target_and_are_redacted_in_the_log() {
     assert!(text.contains("[redacted]"));
     let (_, endpoints) = app.get("/api/v1/tenants/acme/endpoints").await;
     assert!(!endpoints.to_string().contains("very-secret"));
+}
 }

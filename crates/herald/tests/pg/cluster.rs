@@ -1,0 +1,185 @@
+//! Several herald processes on one PostgreSQL database: every message arrives
+//! exactly once, a killed process's work is taken over, ordered endpoints keep
+//! their order across processes, and work ingested by one process wakes another.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{eventually, post_ok, test_schema, Process, Receiver, Reply};
+
+/// Settings that make failover quick enough to test.
+const FAST_FAILOVER: &[(&str, &str)] = &[
+    ("HERALD_NODE_TIMEOUT_SECONDS", "2"),
+    ("HERALD_LEASE_MARGIN_SECONDS", "1"),
+    ("HERALD_DATABASE_POOL_SIZE", "8"),
+];
+
+async fn open_deliveries(url: &str) -> i64 {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap();
+    let open: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'delivering')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    open
+}
+
+/// Sends `count` messages spread over `bases` with `concurrency` senders; returns
+/// the acknowledged message ids.
+async fn send_spread(bases: &[String], count: usize, concurrency: usize) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (http, bases) = (http.clone(), bases.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in (worker..count).step_by(concurrency) {
+                let base = &bases[n % bases.len()];
+                let body = json!({"event_type": "load", "payload": {"n": n}});
+                let answer =
+                    post_ok(&http, &format!("{base}/api/v1/tenants/acme/messages"), body).await;
+                ids.push(answer["id"].as_str().unwrap().to_string());
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.unwrap());
+    }
+    ids
+}
+
+fn arrivals(rx: &Receiver, path: &str) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for r in rx.requests(path) {
+        *seen
+            .entry(r.header("x-event-id").unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    seen
+}
+
+async fn setup(base: &str, endpoint: Value) {
+    let http = reqwest::Client::new();
+    post_ok(
+        &http,
+        &format!("{base}/api/v1/tenants"),
+        json!({"id": "acme"}),
+    )
+    .await;
+    post_ok(
+        &http,
+        &format!("{base}/api/v1/tenants/acme/endpoints"),
+        endpoint,
+    )
+    .await;
+}
+
+herald_test! {
+async fn three_processes_deliver_every_message_exactly_once() {
+    let schema = test_schema().await.unwrap();
+    let rx = Receiver::start().await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Process::start(&schema.url(), &[], FAST_FAILOVER).await);
+    }
+    let bases: Vec<String> = nodes.iter().map(Process::base).collect();
+    setup(&bases[0], json!({"url": rx.url("/once"), "max_in_flight": 20})).await;
+    let sent = send_spread(&bases, 5_000, 24).await;
+    assert_eq!(sent.len(), 5_000);
+    eventually("every delivery to close", Duration::from_secs(120), || async {
+        (open_deliveries(&schema.url()).await == 0).then_some(())
+    })
+    .await;
+    let seen = arrivals(&rx, "/once");
+    assert_eq!(seen.len(), 5_000, "every message arrived");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "no message arrived twice: {twice:?}");
+}
+}
+
+herald_test! {
+async fn a_killed_process_s_work_is_taken_over() {
+    let schema = test_schema().await.unwrap();
+    let rx = Receiver::start().await;
+    rx.default_reply("/take", Reply::status(200).delay(Duration::from_millis(40)));
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Process::start(&schema.url(), &[], FAST_FAILOVER).await);
+    }
+    let bases: Vec<String> = nodes.iter().map(Process::base).collect();
+    setup(&bases[0], json!({"url": rx.url("/take"), "max_in_flight": 4, "timeout_seconds": 2})).await;
+    let sent = send_spread(&bases, 1_500, 12).await;
+    rx.wait_for("/take", 300).await;
+    nodes[1].kill();
+    let before = rx.requests("/take").len();
+    assert!(before < 1_500, "the kill came mid-delivery ({before} of 1500 arrived)");
+    let seen = eventually("every acknowledged message to arrive", Duration::from_secs(120), || async {
+        let seen = arrivals(&rx, "/take");
+        sent.iter().all(|id| seen.contains_key(id)).then_some(seen)
+    })
+    .await;
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    assert!(duplicates <= 4, "duplicates are bounded by the killed process's requests in flight (4), got {duplicates}");
+}
+}
+
+herald_test! {
+async fn an_ordered_endpoint_keeps_its_order_across_processes() {
+    let schema = test_schema().await.unwrap();
+    let rx = Receiver::start().await;
+    rx.script("/ordered", [Reply::status(500), Reply::status(502)]);
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Process::start(&schema.url(), &[], FAST_FAILOVER).await);
+    }
+    let bases: Vec<String> = nodes.iter().map(Process::base).collect();
+    setup(&bases[0], json!({"url": rx.url("/ordered"), "mode": "ordered", "retry_policy": {"delays_seconds": [0.3, 0.3, 0.3]}})).await;
+    let http = reqwest::Client::new();
+    for n in 0..12 {
+        let base = &bases[n % 3];
+        post_ok(&http, &format!("{base}/api/v1/tenants/acme/messages"), json!({"event_type": "o", "payload": {"n": n}})).await;
+    }
+    let got = rx.wait_for_within("/ordered", 14, Duration::from_secs(60)).await;
+    let order: Vec<i64> = got.iter().map(|r| r.json()["n"].as_i64().unwrap()).collect();
+    let mut expected = vec![0, 0];
+    expected.extend(0..12);
+    assert_eq!(order, expected);
+    assert_eq!(rx.max_in_flight(), 1, "one request in flight across all processes");
+}
+}
+
+herald_test! {
+async fn work_ingested_by_one_process_wakes_another() {
+    let schema = test_schema().await.unwrap();
+    let rx = Receiver::start().await;
+    // Polling every 30 s: only the notification can deliver within the deadline.
+    let slow_poll = [("HERALD_POLL_INTERVAL_SECONDS", "30"), ("HERALD_DATABASE_POOL_SIZE", "4")];
+    let api = Process::start(&schema.url(), &["--api"], &slow_poll).await;
+    let _worker = Process::start(&schema.url(), &["--workers"], &slow_poll).await;
+    setup(&api.base(), json!({"url": rx.url("/woken")})).await;
+    let http = reqwest::Client::new();
+    let mut slowest = Duration::ZERO;
+    for n in 0..10 {
+        let started = Instant::now();
+        post_ok(&http, &format!("{}/api/v1/tenants/acme/messages", api.base()), json!({"event_type": "w", "payload": {"n": n}})).await;
+        rx.wait_for_within("/woken", n + 1, Duration::from_secs(5)).await;
+        slowest = slowest.max(started.elapsed());
+    }
+    eprintln!("cross-process pick-up: slowest of 10 was {slowest:?}");
+    let (status, _) = {
+        let r = http.get(format!("{}/api/v1/tenants", _worker.base())).send().await.unwrap();
+        (r.status().as_u16(), ())
+    };
+    assert_eq!(status, 404, "a workers-only process serves no management API");
+}
+}

@@ -1,0 +1,29 @@
+//! herald's integration tests on PostgreSQL (the database `HERALD_TEST_DATABASE_URL`
+//! names, each test in a schema of its own): the SQLite suite's tests again, and
+//! several herald processes sharing one database.
+
+/// The store these tests run on.
+const BACKEND: helpers::Backend = helpers::Backend::Postgres;
+
+macro_rules! herald_test {
+    ($(#[$meta:meta])* async fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr(not(herald_pg), ignore = "set HERALD_TEST_DATABASE_URL to run the PostgreSQL tests")]
+        async fn $name() $body
+    };
+}
+
+#[path = "../it/api.rs"]
+mod api;
+#[path = "../it/cli.rs"]
+mod cli;
+mod cluster;
+#[path = "../it/delivery.rs"]
+mod delivery;
+#[path = "../it/helpers.rs"]
+mod helpers;
+#[path = "../it/pacing.rs"]
+mod pacing;
+#[path = "../it/signing.rs"]
+mod signing;
