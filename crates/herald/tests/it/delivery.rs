@@ -578,3 +578,26 @@ async fn ad_hoc_callbacks_get_retries_and_the_attempt_log() {
     assert_eq!(body["error"]["field"], "target_url");
 }
 }
+
+herald_test! {
+async fn graceful_shutdown_lets_requests_in_flight_finish() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    rx.default_reply(
+        "/slow",
+        Reply::status(200).delay(Duration::from_millis(700)),
+    );
+    app.tenant("acme").await;
+    app.endpoint("acme", json!({"url": rx.url("/slow")})).await;
+    let id = app.message("acme", "a", json!({})).await;
+    rx.wait_for("/slow", 1).await;
+    let store = app.engine.store().clone();
+    app.stop().await;
+    let message_id = herald_core::MessageId::parse(&id, "id").unwrap();
+    let deliveries = store.message_deliveries(&message_id).await.unwrap();
+    assert_eq!(
+        deliveries[0].status,
+        herald_core::delivery::DeliveryStatus::Succeeded
+    );
+}
+}

@@ -1,6 +1,9 @@
 //! Test harness: an in-process herald on port 0 with its own SQLite file, a real
 //! HTTP receiver on 127.0.0.1 that can be told how to answer, and waiting on
 //! conditions with a deadline (never a bare sleep).
+//!
+//! Shared by the SQLite, PostgreSQL and restart test binaries; each uses a part.
+#![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;

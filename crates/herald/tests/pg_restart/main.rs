@@ -14,8 +14,6 @@ use serde_json::json;
 /// The store these tests run on.
 const BACKEND: helpers::Backend = helpers::Backend::Postgres;
 
-// The shared harness; this binary uses only its process and receiver parts.
-#[allow(dead_code)]
 #[path = "../it/helpers.rs"]
 mod helpers;
 
