@@ -581,7 +581,7 @@ async fn ad_hoc_callbacks_get_retries_and_the_attempt_log() {
 
 herald_test! {
 async fn graceful_shutdown_lets_requests_in_flight_finish() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     let rx = Receiver::start().await;
     rx.default_reply(
         "/slow",

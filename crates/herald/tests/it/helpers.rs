@@ -204,7 +204,7 @@ impl TestApp {
     }
 
     /// Stops herald as SIGTERM would, and waits for it.
-    pub async fn stop(mut self) {
+    pub async fn stop(&mut self) {
         self.shutdown.cancel();
         if let Some(handle) = self.handle.take() {
             handle
