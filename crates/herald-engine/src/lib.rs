@@ -179,6 +179,18 @@ impl Engine {
         &self.inner.config
     }
 
+    /// Commits a delivery this process will send already claimed, with the lease a
+    /// claim before its first try would take: its first try then needs no claim of
+    /// its own. Only when this process delivers; never for ordered endpoints, whose
+    /// claim checks the order.
+    fn claim_at_ingest(&self, delivery: &mut Delivery, timeout_seconds: f64) {
+        if self.owner().is_some() {
+            delivery.status = DeliveryStatus::Delivering;
+            let lease = (timeout_seconds + self.inner.config.lease_margin_seconds) * 1000.0;
+            delivery.claimed_until = Some(delivery.created_at + lease as i64);
+        }
+    }
+
     /// The owner of what this process commits: itself when it delivers, else nobody
     /// (and a delivering process adopts it).
     fn owner(&self) -> Option<&NodeId> {
@@ -218,6 +230,7 @@ impl Engine {
                     attempt_base: d.attempt_base,
                     message: message.clone(),
                     generation: 0,
+                    claimed: d.claimed_until.is_some(),
                 },
                 endpoint,
             ));
@@ -374,12 +387,24 @@ impl Engine {
         };
         let stored = stored_message(tenant, &message);
         let now = stored.created_at;
-        let deliveries = chosen
+        let targets: Vec<&Arc<Endpoint>> = chosen
             .into_iter()
             .filter(|e| e.active && subscribed(&e.event_types, &message.event_type))
-            .map(|e| Delivery::new(&stored, Some(e.id.clone()), None, now))
             .collect();
-        self.commit(stored, deliveries).await
+        let ordered = targets
+            .iter()
+            .any(|e| e.mode == herald_core::endpoint::DeliveryMode::Ordered);
+        let deliveries = targets
+            .into_iter()
+            .map(|e| {
+                let mut d = Delivery::new(&stored, Some(e.id.clone()), None, now);
+                if e.mode == herald_core::endpoint::DeliveryMode::Concurrent {
+                    self.claim_at_ingest(&mut d, e.timeout_seconds);
+                }
+                d
+            })
+            .collect();
+        self.commit(stored, deliveries, ordered).await
     }
 
     /// An ad-hoc callback (seed 000): one delivery to the URL given with the message.
@@ -408,14 +433,16 @@ impl Engine {
             }
         }
         let stored = stored_message(&tenant, &message);
-        let delivery = Delivery::new(&stored, None, Some(target), stored.created_at);
-        self.commit(stored, vec![delivery]).await
+        let mut delivery = Delivery::new(&stored, None, Some(target), stored.created_at);
+        self.claim_at_ingest(&mut delivery, self.inner.config.adhoc_timeout_seconds);
+        self.commit(stored, vec![delivery], false).await
     }
 
     async fn commit(
         &self,
         message: StoredMessage,
         deliveries: Vec<Delivery>,
+        ordered: bool,
     ) -> EngineResult<Ingested> {
         let tenant = message.tenant_id.clone();
         match self
@@ -425,6 +452,7 @@ impl Engine {
                 Ingest {
                     message: message.clone(),
                     deliveries,
+                    ordered,
                 },
                 self.owner(),
             )

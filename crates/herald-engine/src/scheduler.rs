@@ -44,6 +44,8 @@ pub(crate) struct Job {
     /// The message, when it came with the commit; dropped while a retry waits.
     pub message: Option<Arc<StoredMessage>>,
     pub generation: u64,
+    /// Committed already claimed by this process: the next try needs no claim.
+    pub claimed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -90,16 +90,22 @@ pub(crate) async fn attempt(
         .as_deref()
         .filter(|e| e.mode == DeliveryMode::Ordered)
         .map(|e| &e.id);
-    match ctx
-        .store
-        .claim(&job.delivery_id, &ctx.node, lease_until, ordered)
-        .await
-    {
-        Ok(Claim::Claimed(delivery)) => {
+    let claim = if std::mem::take(&mut job.claimed) {
+        None
+    } else {
+        Some(
+            ctx.store
+                .claim(&job.delivery_id, &ctx.node, lease_until, ordered)
+                .await,
+        )
+    };
+    match claim {
+        None => {}
+        Some(Ok(Claim::Claimed(delivery))) => {
             job.attempts = delivery.attempts;
             job.attempt_base = delivery.attempt_base;
         }
-        Ok(Claim::Blocked) => {
+        Some(Ok(Claim::Blocked)) => {
             return Finished {
                 job,
                 again_at: Some(now_ms() + ORDERED_RECHECK_MS),
@@ -108,8 +114,8 @@ pub(crate) async fn attempt(
                 endpoint: None,
             }
         }
-        Ok(Claim::Lost) => return done(job, Signal::Skipped),
-        Err(e) => {
+        Some(Ok(Claim::Lost)) => return done(job, Signal::Skipped),
+        Some(Err(e)) => {
             tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot claim a delivery; retrying in 1 s");
             return retry_soon(job, Signal::Skipped);
         }

@@ -95,6 +95,10 @@ pub struct Delivery {
     /// Commit order, assigned by the store: ordered endpoints deliver in this order.
     pub seq: i64,
     pub created_at: Millis,
+    /// Set on a delivery committed already claimed (`delivering`) by the node that
+    /// ingests it, leased until then: the hot path needs no separate claim. Only
+    /// written, never read back.
+    pub claimed_until: Option<Millis>,
 }
 
 impl Delivery {
@@ -120,6 +124,7 @@ impl Delivery {
             dead_at: None,
             seq: 0,
             created_at: now,
+            claimed_until: None,
         }
     }
 
@@ -134,6 +139,9 @@ impl Delivery {
 pub struct Ingest {
     pub message: StoredMessage,
     pub deliveries: Vec<Delivery>,
+    /// Some delivery goes to an ordered endpoint: its `seq` must follow commit
+    /// order across processes (PostgreSQL then serialises such ingests).
+    pub ordered: bool,
 }
 
 #[derive(Clone, Debug)]

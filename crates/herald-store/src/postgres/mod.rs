@@ -73,6 +73,9 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(2))
             .acquire_timeout(Duration::from_secs(5))
+            // A dead connection fails its statement and is replaced; a ping before
+            // every use would cost a round trip on the hot path.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(pg)?;
@@ -84,7 +87,9 @@ impl PgStore {
         let channel = format!("herald_work_{schema}");
         let signal = Arc::new(Notify::new());
         tokio::spawn(listen(pool.clone(), channel.clone(), signal.clone()));
-        let writer = Writer::spawn(pool.clone(), channel.clone());
+        // Writers: enough to overlap commits, leaving connections for reads.
+        let writers = (pool_size as usize / 4).clamp(1, 4);
+        let writer = Writer::spawn(pool.clone(), channel.clone(), writers);
         Ok(Self {
             pool,
             writer,

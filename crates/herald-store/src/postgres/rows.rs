@@ -65,6 +65,7 @@ pub(crate) fn delivery(row: &PgRow) -> StoreResult<Delivery> {
         dead_reason: get(row, 11)?,
         dead_at: get(row, 12)?,
         created_at: get(row, 13)?,
+        claimed_until: None,
     })
 }
 

@@ -89,8 +89,9 @@ CREATE INDEX attempts_tenant ON attempts (tenant_id, id);
 
 /// Advisory lock keys herald uses.
 pub(crate) const MIGRATION_LOCK: i64 = 0x6865_7261_6c64_0001;
-/// Held by every ingest transaction from its first delivery insert to its commit,
-/// so delivery `seq`s are handed out in commit order across processes.
+/// Held by every ingest transaction that delivers to an ordered endpoint, from its
+/// first delivery insert to its commit, so those deliveries' `seq`s follow commit
+/// order across processes. (Order among other deliveries matters to no one.)
 pub(crate) const INGEST_LOCK: i64 = 0x6865_7261_6c64_0002;
 
 pub(crate) async fn migrate(pool: &PgPool) -> StoreResult<()> {

@@ -1,6 +1,7 @@
-//! The PostgreSQL hot path: one task drains what callers queued (ingests, claims,
-//! outcomes) and commits it in one transaction with multi-row `UNNEST` statements,
-//! so a round trip and a WAL flush are shared by the whole batch. If the batch
+//! The PostgreSQL hot path: a few tasks drain what callers queued (ingests, claims,
+//! outcomes), each committing what it took in one transaction with multi-row
+//! `UNNEST` statements, so a round trip and a WAL flush are shared by the whole
+//! batch; while one batch waits for its commit, the next is already being written. If the batch
 //! fails for a reason other than the database being unreachable, each operation is
 //! redone alone, so one bad write cannot sink its neighbours.
 
@@ -8,7 +9,9 @@ use std::collections::HashMap;
 
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::rows::{self, DELIVERY_COLUMNS};
 use super::schema::INGEST_LOCK;
@@ -51,9 +54,13 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn spawn(pool: PgPool, channel: String) -> Self {
+    /// Starts `writers` tasks sharing one queue.
+    pub(crate) fn spawn(pool: PgPool, channel: String, writers: usize) -> Self {
         let (queue, jobs) = mpsc::channel(16_384);
-        tokio::spawn(run(pool, channel, jobs));
+        let jobs = Arc::new(Mutex::new(jobs));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(run(pool.clone(), channel.clone(), jobs.clone()));
+        }
         Self { queue }
     }
 
@@ -112,14 +119,20 @@ impl Writer {
     }
 }
 
-async fn run(pool: PgPool, channel: String, mut jobs: mpsc::Receiver<Queued>) {
+async fn run(pool: PgPool, channel: String, jobs: Arc<Mutex<mpsc::Receiver<Queued>>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = jobs.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    loop {
+        {
+            let mut jobs = jobs.lock().await;
+            let Some(first) = jobs.recv().await else {
+                return;
+            };
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
             }
         }
         let (ops, replies): (Vec<Op>, Vec<_>) = batch.drain(..).map(|q| (q.op, q.reply)).unzip();
@@ -222,10 +235,11 @@ async fn insert_owned(
     let created: Vec<i64> = deliveries.iter().map(|d| d.created_at).collect();
     let rows = sqlx::query(
         "INSERT INTO deliveries (id, message_id, tenant_id, endpoint_id, target, status, attempts, attempt_base, \
-         next_attempt_at, lease_owner, created_at, updated_at) \
+         next_attempt_at, lease_owner, created_at, lease_until, updated_at) \
          SELECT v.*, v.created_at FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-         $7::int4[], $8::int4[], $9::int8[], $10::text[], $11::int8[]) \
-         AS v(id, message_id, tenant_id, endpoint_id, target, status, attempts, attempt_base, next_attempt_at, lease_owner, created_at) \
+         $7::int4[], $8::int4[], $9::int8[], $10::text[], $11::int8[], $12::int8[]) \
+         AS v(id, message_id, tenant_id, endpoint_id, target, status, attempts, attempt_base, next_attempt_at, lease_owner, \
+         created_at, lease_until) \
          RETURNING id, seq",
     )
     .bind(&ids)
@@ -239,6 +253,7 @@ async fn insert_owned(
     .bind(&due)
     .bind(&owners)
     .bind(&created)
+    .bind(deliveries.iter().map(|d| d.claimed_until).collect::<Vec<_>>())
     .fetch_all(&mut **tx)
     .await
     .map_err(pg)?;
@@ -324,11 +339,13 @@ async fn ingests(
     if wanted.is_empty() {
         return Ok(());
     }
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(INGEST_LOCK)
-        .execute(&mut **tx)
-        .await
-        .map_err(pg)?;
+    if wanted.iter().any(|(_, ingest, _)| ingest.ordered) {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(INGEST_LOCK)
+            .execute(&mut **tx)
+            .await
+            .map_err(pg)?;
+    }
     let msgs: Vec<&StoredMessage> = wanted.iter().map(|(_, i, _)| &i.message).collect();
     let text = |f: &dyn Fn(&StoredMessage) -> Option<String>| {
         msgs.iter().map(|m| f(m)).collect::<Vec<_>>()

@@ -17,8 +17,8 @@ fn insert_delivery(
 ) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO deliveries (id, message_id, tenant_id, endpoint_id, target, status, attempts, \
-         attempt_base, next_attempt_at, lease_owner, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+         attempt_base, next_attempt_at, lease_owner, lease_until, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?11, ?11)",
     )?
     .execute(params![
         d.id.as_str(),
@@ -32,6 +32,7 @@ fn insert_delivery(
         d.next_attempt_at,
         owner,
         now,
+        d.claimed_until,
     ])?;
     d.seq = conn.last_insert_rowid();
     Ok(())
@@ -56,7 +57,7 @@ impl MessageStore for SqliteStore {
         let owner = owner.map(|o| o.to_string());
         self.writer
             .write(move |conn| {
-                let Ingest { message: m, mut deliveries } = ingest;
+                let Ingest { message: m, mut deliveries, .. } = ingest;
                 if let Some(key) = &m.idempotency_key {
                     let existing: Option<String> = conn
                         .prepare_cached("SELECT id FROM messages WHERE tenant_id = ?1 AND idempotency_key = ?2")?

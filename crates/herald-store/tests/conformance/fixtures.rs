@@ -82,6 +82,7 @@ pub fn ingest(tenant: &TenantId, endpoint: Option<&EndpointId>, key: Option<&str
     Ingest {
         message: m,
         deliveries: vec![d],
+        ordered: endpoint.is_some(),
     }
 }
 
