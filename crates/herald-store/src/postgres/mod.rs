@@ -87,8 +87,8 @@ impl PgStore {
         let channel = format!("herald_work_{schema}");
         let signal = Arc::new(Notify::new());
         tokio::spawn(listen(pool.clone(), channel.clone(), signal.clone()));
-        // Writers: enough to overlap commits, leaving connections for reads.
-        let writers = (pool_size as usize / 4).clamp(1, 4);
+        // Writers per queue: enough to overlap commits, leaving connections for reads.
+        let writers = (pool_size as usize / 6).clamp(1, 3);
         let writer = Writer::spawn(pool.clone(), channel.clone(), writers);
         Ok(Self {
             pool,

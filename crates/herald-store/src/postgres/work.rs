@@ -4,7 +4,6 @@
 
 use async_trait::async_trait;
 use herald_core::{DeliveryId, EndpointId};
-use sqlx::{Postgres, Transaction};
 
 use super::rows::{self, DELIVERY_COLUMNS};
 use super::{ids, load_endpoint, pg, save_endpoint, PgStore, OPEN};
@@ -97,18 +96,18 @@ impl WorkStore for PgStore {
 
 /// Disables the endpoint with a reason and dead-letters its open deliveries.
 pub(crate) async fn disable(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut sqlx::PgConnection,
     endpoint_id: &str,
     reason: &str,
     now: Millis,
 ) -> StoreResult<Vec<DeliveryId>> {
-    let Some(mut endpoint) = load_endpoint(&mut **tx, endpoint_id, true).await? else {
+    let Some(mut endpoint) = load_endpoint(&mut *conn, endpoint_id, true).await? else {
         return Ok(Vec::new());
     };
     endpoint.active = false;
     endpoint.disabled_reason = Some(reason.to_string());
     endpoint.updated_at = from_millis(now);
-    save_endpoint(&mut **tx, &endpoint).await?;
+    save_endpoint(&mut *conn, &endpoint).await?;
     let rows = sqlx::query(&format!(
         "UPDATE deliveries SET status = 'dead', next_attempt_at = NULL, dead_reason = $2, \
          last_error = COALESCE(last_error, $2), dead_at = $3, updated_at = $3 \
@@ -117,7 +116,7 @@ pub(crate) async fn disable(
     .bind(endpoint_id)
     .bind(reason)
     .bind(now)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await
     .map_err(pg)?;
     ids(rows)

@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 
+use sqlx::postgres::PgConnection;
 use sqlx::postgres::PgPool;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Acquire, Row};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -19,6 +20,53 @@ use super::{pg, OPEN};
 use crate::*;
 
 const MAX_BATCH: usize = 512;
+
+/// Inserts the batch's messages as a CTE with parameters `$first` to `$first + 7`
+/// (in front of the deliveries' insert: from $13, after its twelve).
+fn messages_cte(first: usize) -> String {
+    let types = [
+        "text", "text", "text", "text", "text", "text", "text", "int8",
+    ];
+    let params: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", first + i))
+        .collect();
+    format!(
+        "WITH m AS (INSERT INTO messages (id, tenant_id, event_type, payload, headers, context, idempotency_key, \
+         created_at) SELECT * FROM UNNEST({})) ",
+        params.join(", ")
+    )
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds the eight message columns, in `messages_cte`'s order.
+fn bind_messages<'q>(query: PgQuery<'q>, msgs: &[&StoredMessage]) -> PgQuery<'q> {
+    let text = |f: &dyn Fn(&StoredMessage) -> Option<String>| {
+        msgs.iter().map(|m| f(m)).collect::<Vec<_>>()
+    };
+    query
+        .bind(text(&|m| Some(m.id.to_string())))
+        .bind(text(&|m| Some(m.tenant_id.to_string())))
+        .bind(text(&|m| Some(m.event_type.clone())))
+        .bind(text(&|m| Some(m.payload.clone())))
+        .bind(text(&|m| {
+            (!m.headers.is_empty())
+                .then(|| serde_json::to_string(&m.headers).expect("headers serialize"))
+        }))
+        .bind(text(&|m| m.context.as_ref().map(|c| c.to_string())))
+        .bind(text(&|m| m.idempotency_key.clone()))
+        .bind(msgs.iter().map(|m| m.created_at).collect::<Vec<_>>())
+}
+
+const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (id, message_id, tenant_id, endpoint_id, target, status, \
+     attempts, attempt_base, next_attempt_at, lease_owner, created_at, lease_until, updated_at) \
+     SELECT v.*, v.created_at FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+     $7::int4[], $8::int4[], $9::int8[], $10::text[], $11::int8[], $12::int8[]) \
+     AS v(id, message_id, tenant_id, endpoint_id, target, status, attempts, attempt_base, next_attempt_at, lease_owner, \
+     created_at, lease_until) \
+     RETURNING id, seq";
 
 enum Op {
     Ingest {
@@ -48,25 +96,38 @@ struct Queued {
     reply: oneshot::Sender<StoreResult<Done>>,
 }
 
+/// Ingests and the engine's claims and outcomes queue apart, so that a batch is
+/// usually of one kind: one statement, which commits by itself.
 #[derive(Clone)]
 pub(crate) struct Writer {
-    queue: mpsc::Sender<Queued>,
+    ingests: mpsc::Sender<Queued>,
+    work: mpsc::Sender<Queued>,
 }
 
 impl Writer {
-    /// Starts `writers` tasks sharing one queue.
+    /// Starts `writers` tasks per queue.
     pub(crate) fn spawn(pool: PgPool, channel: String, writers: usize) -> Self {
-        let (queue, jobs) = mpsc::channel(16_384);
-        let jobs = Arc::new(Mutex::new(jobs));
-        for _ in 0..writers.max(1) {
-            tokio::spawn(run(pool.clone(), channel.clone(), jobs.clone()));
+        let spawn_queue = || {
+            let (queue, jobs) = mpsc::channel(16_384);
+            let jobs = Arc::new(Mutex::new(jobs));
+            for _ in 0..writers.max(1) {
+                tokio::spawn(run(pool.clone(), channel.clone(), jobs.clone()));
+            }
+            queue
+        };
+        Self {
+            ingests: spawn_queue(),
+            work: spawn_queue(),
         }
-        Self { queue }
     }
 
     async fn submit(&self, op: Op) -> StoreResult<Done> {
         let (reply, answer) = oneshot::channel();
-        self.queue
+        let queue = match op {
+            Op::Ingest { .. } => &self.ingests,
+            _ => &self.work,
+        };
+        queue
             .send(Queued { op, reply })
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
@@ -180,13 +241,51 @@ async fn first_with_key(pool: &PgPool, message: &StoredMessage) -> StoreResult<D
 }
 
 /// Runs `ops` in one transaction; answers in the same order.
+/// Whether the batch is one statement, which commits by itself: then it needs
+/// neither `BEGIN` nor `COMMIT` (two round trips saved).
+fn single_statement(ops: &[Op]) -> bool {
+    let (mut ingests, mut claims, mut outcomes, mut extra) = (false, false, false, false);
+    for op in ops {
+        match op {
+            Op::Ingest { ingest, owner } => {
+                ingests = true;
+                extra |=
+                    ingest.ordered || ingest.message.idempotency_key.is_some() || owner.is_none();
+            }
+            Op::Claim { ordered, .. } => {
+                claims = true;
+                extra |= ordered.is_some();
+            }
+            Op::Outcome { outcome, .. } => {
+                outcomes = true;
+                extra |= matches!(outcome.next, NextState::DisableEndpoint { .. });
+            }
+        }
+    }
+    !extra && (ingests as u8 + claims as u8 + outcomes as u8) == 1
+}
+
+async fn run_all(
+    conn: &mut PgConnection,
+    channel: &str,
+    ops: &[Op],
+    results: &mut [Option<Done>],
+) -> StoreResult<()> {
+    ingests(conn, channel, ops, results).await?;
+    claims(conn, ops, results).await?;
+    outcomes(conn, ops, results).await
+}
+
 async fn commit(pool: &PgPool, channel: &str, ops: &[Op]) -> StoreResult<Vec<Done>> {
-    let mut tx = pool.begin().await.map_err(pg)?;
+    let mut conn = pool.acquire().await.map_err(pg)?;
     let mut results: Vec<Option<Done>> = (0..ops.len()).map(|_| None).collect();
-    ingests(&mut tx, channel, ops, &mut results).await?;
-    claims(&mut tx, ops, &mut results).await?;
-    outcomes(&mut tx, ops, &mut results).await?;
-    tx.commit().await.map_err(pg)?;
+    if single_statement(ops) {
+        run_all(&mut conn, channel, ops, &mut results).await?;
+    } else {
+        let mut tx = conn.begin().await.map_err(pg)?;
+        run_all(&mut tx, channel, ops, &mut results).await?;
+        tx.commit().await.map_err(pg)?;
+    }
     Ok(results
         .into_iter()
         .map(|r| r.expect("every operation is answered"))
@@ -196,20 +295,31 @@ async fn commit(pool: &PgPool, channel: &str, ops: &[Op]) -> StoreResult<Vec<Don
 /// Inserts deliveries with one statement and sets their `seq`. The caller holds the
 /// ingest lock, so `seq` follows commit order.
 pub(crate) async fn insert_deliveries(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     deliveries: Vec<&mut Delivery>,
-    owner: Option<&str>,
 ) -> StoreResult<()> {
     let owners = vec![owner.map(String::from); deliveries.len()];
-    insert_owned(tx, deliveries, owners).await
+    insert_owned(conn, deliveries, owners, None).await
 }
 
+/// Inserts deliveries (and, in the same statement, the messages they belong to)
+/// Inserts deliveries (and, in the same statement, the messages they belong to)
+/// and sets their `seq`.
 async fn insert_owned(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     mut deliveries: Vec<&mut Delivery>,
     owners: Vec<Option<String>>,
+    messages_too: Option<&[&StoredMessage]>,
 ) -> StoreResult<()> {
     if deliveries.is_empty() {
+        // A message no endpoint subscribes to is kept all the same.
+        if let Some(msgs) = messages_too.filter(|m| !m.is_empty()) {
+            let sql = format!("{}SELECT 1", messages_cte(1));
+            bind_messages(sqlx::query(&sql), msgs)
+                .execute(&mut *conn)
+                .await
+                .map_err(pg)?;
+        }
         return Ok(());
     }
     let col = |f: &dyn Fn(&Delivery) -> String| deliveries.iter().map(|d| f(d)).collect::<Vec<_>>();
@@ -233,30 +343,34 @@ async fn insert_owned(
     let bases: Vec<i32> = deliveries.iter().map(|d| d.attempt_base as i32).collect();
     let due: Vec<Option<i64>> = deliveries.iter().map(|d| d.next_attempt_at).collect();
     let created: Vec<i64> = deliveries.iter().map(|d| d.created_at).collect();
-    let rows = sqlx::query(
-        "INSERT INTO deliveries (id, message_id, tenant_id, endpoint_id, target, status, attempts, attempt_base, \
-         next_attempt_at, lease_owner, created_at, lease_until, updated_at) \
-         SELECT v.*, v.created_at FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-         $7::int4[], $8::int4[], $9::int8[], $10::text[], $11::int8[], $12::int8[]) \
-         AS v(id, message_id, tenant_id, endpoint_id, target, status, attempts, attempt_base, next_attempt_at, lease_owner, \
-         created_at, lease_until) \
-         RETURNING id, seq",
-    )
-    .bind(&ids)
-    .bind(&messages)
-    .bind(&tenants)
-    .bind(&endpoints)
-    .bind(&targets)
-    .bind(&statuses)
-    .bind(&attempts)
-    .bind(&bases)
-    .bind(&due)
-    .bind(&owners)
-    .bind(&created)
-    .bind(deliveries.iter().map(|d| d.claimed_until).collect::<Vec<_>>())
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(pg)?;
+    let with_messages = if messages_too.is_some() {
+        messages_cte(13)
+    } else {
+        String::new()
+    };
+    let sql = format!("{with_messages}{INSERT_DELIVERIES}");
+    let mut query = sqlx::query(&sql)
+        .bind(&ids)
+        .bind(&messages)
+        .bind(&tenants)
+        .bind(&endpoints)
+        .bind(&targets)
+        .bind(&statuses)
+        .bind(&attempts)
+        .bind(&bases)
+        .bind(&due)
+        .bind(&owners)
+        .bind(&created)
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.claimed_until)
+                .collect::<Vec<_>>(),
+        );
+    if let Some(msgs) = messages_too {
+        query = bind_messages(query, msgs);
+    }
+    let rows = query.fetch_all(&mut *conn).await.map_err(pg)?;
     let seqs: HashMap<String, i64> = rows
         .iter()
         .map(|r| {
@@ -273,7 +387,7 @@ async fn insert_owned(
 }
 
 async fn ingests(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     channel: &str,
     ops: &[Op],
     results: &mut [Option<Done>],
@@ -308,7 +422,7 @@ async fn ingests(
         )
         .bind(&tenants)
         .bind(&keys)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *conn)
         .await
         .map_err(pg)?;
         for r in rows {
@@ -342,29 +456,11 @@ async fn ingests(
     if wanted.iter().any(|(_, ingest, _)| ingest.ordered) {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(INGEST_LOCK)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await
             .map_err(pg)?;
     }
     let msgs: Vec<&StoredMessage> = wanted.iter().map(|(_, i, _)| &i.message).collect();
-    let text = |f: &dyn Fn(&StoredMessage) -> Option<String>| {
-        msgs.iter().map(|m| f(m)).collect::<Vec<_>>()
-    };
-    sqlx::query(
-        "INSERT INTO messages (id, tenant_id, event_type, payload, headers, context, idempotency_key, created_at) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[])",
-    )
-    .bind(text(&|m| Some(m.id.to_string())))
-    .bind(text(&|m| Some(m.tenant_id.to_string())))
-    .bind(text(&|m| Some(m.event_type.clone())))
-    .bind(text(&|m| Some(m.payload.clone())))
-    .bind(text(&|m| (!m.headers.is_empty()).then(|| serde_json::to_string(&m.headers).expect("headers serialize"))))
-    .bind(text(&|m| m.context.as_ref().map(|c| c.to_string())))
-    .bind(text(&|m| m.idempotency_key.clone()))
-    .bind(msgs.iter().map(|m| m.created_at).collect::<Vec<_>>())
-    .execute(&mut **tx)
-    .await
-    .map_err(pg)?;
     let mut deliveries: Vec<(usize, Vec<Delivery>)> = wanted
         .iter()
         .map(|(i, ingest, _)| (*i, ingest.deliveries.clone()))
@@ -377,18 +473,19 @@ async fn ingests(
         .collect();
     let unowned = owners.iter().any(Option::is_none);
     insert_owned(
-        tx,
+        conn,
         deliveries
             .iter_mut()
             .flat_map(|(_, d)| d.iter_mut())
             .collect(),
         owners,
+        Some(&msgs),
     )
     .await?;
     if unowned {
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(channel)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await
             .map_err(pg)?;
     }
@@ -399,7 +496,7 @@ async fn ingests(
 }
 
 async fn claims(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     ops: &[Op],
     results: &mut [Option<Done>],
 ) -> StoreResult<()> {
@@ -437,7 +534,7 @@ async fn claims(
     .bind(&nodes)
     .bind(&untils)
     .bind(&ordered)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await
     .map_err(pg)?;
     let mut claimed: HashMap<String, Delivery> = HashMap::new();
@@ -463,7 +560,7 @@ async fn claims(
         ))
         .bind(&refused_ordered)
         .bind(&owned)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *conn)
         .await
         .map_err(pg)?;
     }
@@ -478,7 +575,7 @@ async fn claims(
 }
 
 async fn outcomes(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     ops: &[Op],
     results: &mut [Option<Done>],
 ) -> StoreResult<()> {
@@ -497,32 +594,6 @@ async fn outcomes(
     let text =
         |f: &dyn Fn(&Attempt) -> Option<String>| attempts.iter().map(|a| f(a)).collect::<Vec<_>>();
     let json = |v: &Vec<(String, String)>| serde_json::to_string(v).expect("headers serialize");
-    sqlx::query(
-        "INSERT INTO attempts (id, delivery_id, message_id, tenant_id, endpoint_id, attempt, method, url, request_headers, \
-         response_status, response_headers, response_body, duration_ms, outcome, error_kind, error, created_at) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::text[], $8::text[], \
-         $9::text[], $10::int4[], $11::text[], $12::text[], $13::int8[], $14::text[], $15::text[], $16::text[], $17::int8[])",
-    )
-    .bind(text(&|a| Some(a.id.to_string())))
-    .bind(text(&|a| Some(a.delivery_id.to_string())))
-    .bind(text(&|a| Some(a.message_id.to_string())))
-    .bind(text(&|a| Some(a.tenant_id.to_string())))
-    .bind(text(&|a| a.endpoint_id.as_ref().map(|e| e.to_string())))
-    .bind(attempts.iter().map(|a| a.attempt as i32).collect::<Vec<_>>())
-    .bind(text(&|a| Some(a.method.clone())))
-    .bind(text(&|a| Some(a.url.clone())))
-    .bind(text(&|a| Some(json(&a.request_headers))))
-    .bind(attempts.iter().map(|a| a.response_status.map(i32::from)).collect::<Vec<_>>())
-    .bind(text(&|a| Some(json(&a.response_headers))))
-    .bind(text(&|a| a.response_body.clone()))
-    .bind(attempts.iter().map(|a| a.duration_ms as i64).collect::<Vec<_>>())
-    .bind(text(&|a| Some(a.outcome.clone())))
-    .bind(text(&|a| a.error_kind.clone()))
-    .bind(text(&|a| a.error.clone()))
-    .bind(attempts.iter().map(|a| a.created_at).collect::<Vec<_>>())
-    .execute(&mut **tx)
-    .await
-    .map_err(pg)?;
 
     let mut ids = Vec::new();
     let mut nodes = Vec::new();
@@ -558,7 +629,12 @@ async fn outcomes(
         nows.push(o.now);
     }
     let applied: Vec<String> = sqlx::query_scalar(
-        "UPDATE deliveries d SET status = v.status, attempts = v.attempts, next_attempt_at = v.due, last_error = v.error, \
+        "WITH a AS (INSERT INTO attempts (id, delivery_id, message_id, tenant_id, endpoint_id, attempt, method, url, \
+         request_headers, response_status, response_headers, response_body, duration_ms, outcome, error_kind, error, created_at) \
+         SELECT * FROM UNNEST($10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::int4[], $16::text[], \
+         $17::text[], $18::text[], $19::int4[], $20::text[], $21::text[], $22::int8[], $23::text[], $24::text[], $25::text[], \
+         $26::int8[])) \
+         UPDATE deliveries d SET status = v.status, attempts = v.attempts, next_attempt_at = v.due, last_error = v.error, \
          dead_reason = v.reason, dead_at = v.dead_at, lease_until = NULL, updated_at = v.now \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::int8[], $6::text[], $7::text[], $8::int8[], $9::int8[]) \
          AS v(id, node, status, attempts, due, error, reason, dead_at, now) \
@@ -573,7 +649,24 @@ async fn outcomes(
     .bind(&reasons)
     .bind(&dead_at)
     .bind(&nows)
-    .fetch_all(&mut **tx)
+    .bind(text(&|a| Some(a.id.to_string())))
+    .bind(text(&|a| Some(a.delivery_id.to_string())))
+    .bind(text(&|a| Some(a.message_id.to_string())))
+    .bind(text(&|a| Some(a.tenant_id.to_string())))
+    .bind(text(&|a| a.endpoint_id.as_ref().map(|e| e.to_string())))
+    .bind(attempts.iter().map(|a| a.attempt as i32).collect::<Vec<_>>())
+    .bind(text(&|a| Some(a.method.clone())))
+    .bind(text(&|a| Some(a.url.clone())))
+    .bind(text(&|a| Some(json(&a.request_headers))))
+    .bind(attempts.iter().map(|a| a.response_status.map(i32::from)).collect::<Vec<_>>())
+    .bind(text(&|a| Some(json(&a.response_headers))))
+    .bind(text(&|a| a.response_body.clone()))
+    .bind(attempts.iter().map(|a| a.duration_ms as i64).collect::<Vec<_>>())
+    .bind(text(&|a| Some(a.outcome.clone())))
+    .bind(text(&|a| a.error_kind.clone()))
+    .bind(text(&|a| a.error.clone()))
+    .bind(attempts.iter().map(|a| a.created_at).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
     .await
     .map_err(pg)?;
     for (i, o, _) in wanted {
@@ -586,7 +679,7 @@ async fn outcomes(
         } = &o.next
         {
             OutcomeApplied::Applied {
-                also_dead: super::work::disable(tx, endpoint_id.as_str(), reason, o.now).await?,
+                also_dead: super::work::disable(conn, endpoint_id.as_str(), reason, o.now).await?,
             }
         } else {
             OutcomeApplied::Applied {
