@@ -297,12 +297,12 @@ async fn commit(pool: &PgPool, channel: &str, ops: &[Op]) -> StoreResult<Vec<Don
 pub(crate) async fn insert_deliveries(
     conn: &mut PgConnection,
     deliveries: Vec<&mut Delivery>,
+    owner: Option<&str>,
 ) -> StoreResult<()> {
     let owners = vec![owner.map(String::from); deliveries.len()];
     insert_owned(conn, deliveries, owners, None).await
 }
 
-/// Inserts deliveries (and, in the same statement, the messages they belong to)
 /// Inserts deliveries (and, in the same statement, the messages they belong to)
 /// and sets their `seq`.
 async fn insert_owned(
