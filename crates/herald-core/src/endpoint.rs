@@ -162,6 +162,9 @@ pub struct Endpoint {
     pub rate_limit_per_second: Option<f64>,
     /// `None`: herald's own `herald/<version>`.
     pub user_agent: Option<String>,
+    /// A body template (checked when saved); `None`: the payload as is.
+    #[serde(default)]
+    pub template: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -204,6 +207,10 @@ pub struct EndpointSpec {
     #[serde(default, deserialize_with = "some")]
     #[schema(value_type = Option<String>)]
     pub user_agent: Option<Option<String>>,
+    /// JSON text with `{{...}}` placeholders (SPEC §5); `null` removes it.
+    #[serde(default, deserialize_with = "some")]
+    #[schema(value_type = Option<String>)]
+    pub template: Option<Option<String>>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).
@@ -290,6 +297,7 @@ impl Endpoint {
             max_in_flight: defaults.max_in_flight,
             rate_limit_per_second: None,
             user_agent: None,
+            template: None,
             created_at: now,
             updated_at: now,
         };
@@ -404,6 +412,12 @@ impl Endpoint {
             }
             next.user_agent = agent;
         }
+        if let Some(template) = spec.template {
+            if let Some(t) = &template {
+                crate::template::Template::parse(t, "template")?;
+            }
+            next.template = template;
+        }
         if next.connect_timeout_seconds > next.timeout_seconds && !connect_given {
             // Only the total timeout was given: the connect timeout follows it down.
             next.connect_timeout_seconds = next.timeout_seconds;
@@ -485,6 +499,10 @@ mod tests {
             (
                 r#"{"url":"http://x.io","auth":{"type":"bearer","token":""}}"#,
                 "auth.token",
+            ),
+            (
+                r#"{"url":"http://x.io","template":"{\"a\": {{x}"}"#,
+                "template",
             ),
         ];
         for (json, field) in cases {

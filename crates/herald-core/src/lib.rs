@@ -22,6 +22,7 @@ pub mod message;
 pub mod outcome;
 pub mod retry;
 pub mod signing;
+pub mod template;
 
 pub use error::ValidationError;
 pub use ids::{AttemptId, DeliveryId, EndpointId, MessageId, TenantId};

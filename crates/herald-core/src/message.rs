@@ -123,6 +123,7 @@ impl CallbackSpec {
                 timestamp_header: "X-Timestamp".into(),
                 keys: vec![SigningKey {
                     secret: self.hmac_secret,
+                    public_key: None,
                     expires_at: None,
                 }],
             },

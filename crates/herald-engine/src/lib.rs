@@ -17,6 +17,7 @@
 mod breaker;
 mod cache;
 mod http;
+pub mod metrics;
 mod scheduler;
 mod worker;
 
@@ -133,6 +134,7 @@ pub struct Engine {
 }
 
 struct Inner {
+    metrics: Arc<metrics::Metrics>,
     /// This process, as the store knows it.
     node: NodeId,
     /// Whether this process delivers: then what it commits is its own to send.
@@ -151,7 +153,9 @@ impl Engine {
         let cache = Arc::new(Cache::new(store.clone()));
         let (commands, receiver) = mpsc::unbounded_channel();
         let node = NodeId::new();
+        let metrics = Arc::new(metrics::Metrics::new());
         let ctx = Arc::new(WorkerCtx {
+            metrics: metrics.clone(),
             node: node.clone(),
             store: store.clone(),
             cache: cache.clone(),
@@ -160,6 +164,7 @@ impl Engine {
         });
         Self {
             inner: Arc::new(Inner {
+                metrics,
                 node,
                 delivering: AtomicBool::new(false),
                 store,
@@ -177,6 +182,10 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    pub fn metrics(&self) -> &Arc<metrics::Metrics> {
+        &self.inner.metrics
     }
 
     /// Commits a delivery this process will send already claimed, with the lease a

@@ -23,6 +23,7 @@ use crate::scheduler::{now_ms, Finished, Job};
 use crate::EngineConfig;
 
 pub(crate) struct WorkerCtx {
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub node: NodeId,
     pub store: Arc<dyn Store>,
     pub cache: Arc<Cache>,
@@ -32,6 +33,7 @@ pub(crate) struct WorkerCtx {
 
 /// Everything one request needs, resolved from the endpoint or the ad-hoc target.
 struct Plan<'a> {
+    template: Option<&'a str>,
     url: &'a str,
     method: &'a str,
     signature: &'a SignatureConfig,
@@ -123,20 +125,28 @@ pub(crate) async fn attempt(
 
     let now = Utc::now();
     let timestamp = now.timestamp();
-    let body = bytes::Bytes::from(message.payload.clone().into_bytes());
     let attempt_no = job.attempts + 1;
     let mut headers = request_headers(&plan, &message, timestamp);
-    let signed = plan.signature.signer(now).map(|signer| {
-        signer.sign(&SignInput {
-            message_id: message.id.as_str(),
-            timestamp,
-            body: &body,
-        })
+    let prepared = body(&plan, &message, timestamp).and_then(|body| {
+        let signed = plan
+            .signature
+            .signer(now)
+            .and_then(|signer| {
+                signer.sign(&SignInput {
+                    message_id: message.id.as_str(),
+                    timestamp,
+                    body: &body,
+                })
+            })
+            .map_err(|e| {
+                ctx.metrics.hmac_errors.inc();
+                ("signing", format!("signing failed: {e}"))
+            })?;
+        Ok((body, signed))
     });
     let started = Instant::now();
-    let (result, answer_headers, answer_body, error_kind, error) = match signed {
-        Err(e) => {
-            let reason = format!("signing failed: {e}");
+    let (result, answer_headers, answer_body, error_kind, error) = match prepared {
+        Err((kind, reason)) => {
             let attempt = log_attempt(
                 &job,
                 &plan,
@@ -147,7 +157,7 @@ pub(crate) async fn attempt(
                 None,
                 0,
                 "failed",
-                Some("signing"),
+                Some(kind),
                 Some(reason.clone()),
             );
             return record(
@@ -160,7 +170,7 @@ pub(crate) async fn attempt(
             )
             .await;
         }
-        Ok(signature_headers) => {
+        Ok((body, signature_headers)) => {
             headers.extend(signature_headers);
             if let Some(auth) = &plan.auth {
                 headers.push(auth.clone());
@@ -200,7 +210,12 @@ pub(crate) async fn attempt(
             }
         }
     };
-    let duration_ms = started.elapsed().as_millis() as u64;
+    let elapsed = started.elapsed();
+    let duration_ms = elapsed.as_millis() as u64;
+    let answered_2xx =
+        matches!(result, TryResult::Answered { status, .. } if (200..300).contains(&status));
+    ctx.metrics
+        .observe_try(plan.url, answered_2xx, elapsed.as_secs_f64());
     let verdict = classify(&result, now);
     let step = next_step(
         &verdict,
@@ -364,6 +379,7 @@ fn plan<'a>(
 ) -> Option<Plan<'a>> {
     if let Some(e) = endpoint {
         return Some(Plan {
+            template: e.template.as_deref(),
             url: &e.url,
             method: &e.method,
             signature: &e.signature,
@@ -377,6 +393,7 @@ fn plan<'a>(
     }
     let target = target?;
     Some(Plan {
+        template: None,
         url: &target.url,
         method: &target.method,
         signature: &target.signature,
@@ -387,6 +404,34 @@ fn plan<'a>(
         timeout: config.adhoc_timeout_seconds,
         on_exhausted: OnExhausted::DeadLetter,
     })
+}
+
+/// The bytes to send: the payload as stored (compact, sorted keys), or the
+/// endpoint's template filled in. A template that cannot be filled fails the
+/// delivery for good, with its reason.
+fn body(
+    plan: &Plan<'_>,
+    message: &StoredMessage,
+    timestamp: i64,
+) -> Result<bytes::Bytes, (&'static str, String)> {
+    let Some(source) = plan.template else {
+        return Ok(bytes::Bytes::from(message.payload.clone().into_bytes()));
+    };
+    let fail = |e: String| ("template", format!("template render failed: {e}"));
+    let template =
+        herald_core::template::Template::parse(source, "template").map_err(|e| fail(e.message))?;
+    let payload: serde_json::Value =
+        serde_json::from_str(&message.payload).map_err(|e| fail(e.to_string()))?;
+    let rendered = template
+        .render(&herald_core::template::RenderContext {
+            message_id: message.id.as_str(),
+            event_type: &message.event_type,
+            tenant_id: message.tenant_id.as_str(),
+            timestamp,
+            payload: &payload,
+        })
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(bytes::Bytes::from(rendered.into_bytes()))
 }
 
 /// Endpoint and message headers first, herald's own after them so they win.

@@ -1,4 +1,4 @@
-//! `/healthz` (the process answers) and `/readyz` (the store answers).
+//! `/healthz` (the process answers), `/readyz` (the store answers) and `/metrics`.
 
 use std::sync::Arc;
 

@@ -1,0 +1,165 @@
+//! Every metric herald exports, declared in one place with its help text (seed
+//! 000's names first, then herald's own). All exist from the first scrape, at 0.
+//!
+//! The `target` label of `callback_duration_seconds` is bounded: the first
+//! [`MAX_TARGETS`] distinct targets (scheme://host:port) get their own series, the
+//! rest share `target="other"`, so a tenant with many endpoints cannot blow up the
+//! number of series.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Distinct `target` label values before the rest become `other`.
+pub const MAX_TARGETS: usize = 100;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabel {
+    pub target: String,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 12))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    /// Every HTTP try, `status="success"` for 2xx, `"error"` otherwise (seed 000).
+    pub callback_total: Family<StatusLabel, Counter>,
+    pub callback_duration: Family<TargetLabel, Histogram, fn() -> Histogram>,
+    pub hmac_errors: Counter,
+    pub amqp_reconnects: Counter,
+    targets: Mutex<HashSet<String>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let callback_total = Family::<StatusLabel, Counter>::default();
+        for status in ["success", "error"] {
+            let _ = callback_total.get_or_create(&StatusLabel {
+                status: status.into(),
+            });
+        }
+        let callback_duration =
+            Family::<TargetLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram as fn() -> Histogram,
+            );
+        let hmac_errors = Counter::default();
+        let amqp_reconnects = Counter::default();
+        registry.register(
+            "callback",
+            "HTTP tries made, by outcome (success: 2xx)",
+            callback_total.clone(),
+        );
+        registry.register(
+            "callback_duration_seconds",
+            "Duration of HTTP tries, by target",
+            callback_duration.clone(),
+        );
+        registry.register(
+            "hmac_errors",
+            "Requests that could not be signed",
+            hmac_errors.clone(),
+        );
+        registry.register(
+            "amqp_reconnects",
+            "Reconnections to the AMQP broker",
+            amqp_reconnects.clone(),
+        );
+        Self {
+            registry,
+            callback_total,
+            callback_duration,
+            hmac_errors,
+            amqp_reconnects,
+            targets: Mutex::default(),
+        }
+    }
+
+    /// Counts one HTTP try to `url`.
+    pub fn observe_try(&self, url: &str, success: bool, seconds: f64) {
+        let status = if success { "success" } else { "error" };
+        self.callback_total
+            .get_or_create(&StatusLabel {
+                status: status.into(),
+            })
+            .inc();
+        let origin = url::Url::parse(url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|_| "other".into());
+        let target = {
+            let mut seen = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.contains(&origin) || seen.len() < MAX_TARGETS {
+                seen.insert(origin.clone());
+                origin
+            } else {
+                "other".to_string()
+            }
+        };
+        self.callback_duration
+            .get_or_create(&TargetLabel { target })
+            .observe(seconds);
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_metrics_exist_from_the_start() {
+        let text = Metrics::new().encode();
+        for line in [
+            "callback_total{status=\"success\"} 0",
+            "callback_total{status=\"error\"} 0",
+            "hmac_errors_total 0",
+            "amqp_reconnects_total 0",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+    }
+
+    #[test]
+    fn target_labels_are_bounded() {
+        let m = Metrics::new();
+        for i in 0..(MAX_TARGETS + 20) {
+            m.observe_try(&format!("http://host{i}.example/x"), i % 2 == 0, 0.01);
+        }
+        let text = m.encode();
+        assert!(text.contains("target=\"other\""));
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("callback_duration_seconds_count"))
+            .count();
+        assert_eq!(series, MAX_TARGETS + 1);
+        assert!(text.contains(&format!(
+            "callback_total{{status=\"success\"}} {}",
+            (MAX_TARGETS + 20) / 2
+        )));
+    }
+}
