@@ -23,6 +23,7 @@ use crate::routes::{callbacks, dead_letters, endpoints, messages, tenants};
         endpoints::update,
         endpoints::remove,
         endpoints::secret,
+        endpoints::rotate,
         messages::create,
         messages::list,
         messages::read,

@@ -88,6 +88,8 @@ pub struct EndpointOut {
     pub max_in_flight: u32,
     pub rate_limit_per_second: Option<f64>,
     pub user_agent: String,
+    /// The body template, when the endpoint has one.
+    pub template: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -128,6 +130,7 @@ impl EndpointOut {
                 .user_agent
                 .clone()
                 .unwrap_or_else(|| default_user_agent.to_string()),
+            template: e.template.clone(),
             created_at: e.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             updated_at: e.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         }

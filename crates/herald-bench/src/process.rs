@@ -37,6 +37,11 @@ impl Herald {
             .env("HERALD_DATABASE_URL", database_url)
             .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
             .env("HERALD_LOG_LEVEL", "error")
+            // Any key: each run starts from an empty database.
+            .env(
+                "HERALD_MASTER_KEY",
+                "YmVuY2gtbWFzdGVyLWtleS0zMi1ieXRlcy1sb25nLi4=",
+            )
             .stdout(Stdio::null());
         for (k, v) in env {
             command.env(k, v);

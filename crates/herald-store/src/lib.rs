@@ -12,6 +12,7 @@
 //! committed (503); `Corrupt` means a row could not be decoded (a bug or a bad
 //! migration, 500).
 
+pub mod crypto;
 mod model;
 pub mod postgres;
 pub mod sqlite;
@@ -210,15 +211,26 @@ pub(crate) fn paginate<T>(
     }
 }
 
-/// Opens the store a database URL names: `sqlite://PATH` (created when missing) or
-/// `postgres://...` (a pool of at most `pool_size` connections).
-pub async fn open(url: &str, pool_size: u32) -> StoreResult<Arc<dyn Store>> {
+/// Opens the store a database URL names: `sqlite://PATH` (created when missing;
+/// without a master key, the one in `PATH.key` is used or made) or
+/// `postgres://...` (a pool of at most `pool_size` connections; the master key is
+/// required, since every process must share it).
+pub async fn open(
+    url: &str,
+    pool_size: u32,
+    key: Option<crypto::MasterKey>,
+) -> StoreResult<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        let store = sqlite::SqliteStore::open(path).await?;
+        let store = sqlite::SqliteStore::open(path, key).await?;
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(postgres::PgStore::open(url, pool_size).await?));
+        let key = key.ok_or_else(|| {
+            StoreError::Unavailable("a master key (HERALD_MASTER_KEY) is required with PostgreSQL: every process must share it".into())
+        })?;
+        return Ok(Arc::new(
+            postgres::PgStore::open(url, pool_size, key).await?,
+        ));
     }
     Err(StoreError::Unavailable(format!(
         "unsupported database URL scheme in `{}` (expected sqlite://PATH or postgres://...)",

@@ -243,6 +243,19 @@ impl Config {
         Ok(())
     }
 
+    /// The master key that seals secrets at rest, when one is configured.
+    pub fn master_key(&self) -> Result<Option<herald_store::crypto::MasterKey>, ConfigError> {
+        let Some(key) = &self.master_key else {
+            return Ok(None);
+        };
+        let bytes: [u8; 32] = base64::engine::general_purpose::STANDARD
+            .decode(key.expose())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| bad("master_key", "must be base64 of exactly 32 bytes"))?;
+        Ok(Some(herald_store::crypto::MasterKey::from_bytes(&bytes)))
+    }
+
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.listen
             .parse()

@@ -54,14 +54,18 @@ impl App {
     /// Opens the store (running migrations) and binds the listener. Without an admin
     /// token the listener is bound to loopback whatever the configuration says.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let store = herald_store::open(&config.database_url, config.database_pool_size)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot open the store at {}",
-                    redact_url(&config.database_url)
-                )
-            })?;
+        let store = herald_store::open(
+            &config.database_url,
+            config.database_pool_size,
+            config.master_key()?,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the store at {}",
+                redact_url(&config.database_url)
+            )
+        })?;
         Self::with_store(config, store).await
     }
 

@@ -170,7 +170,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 .await
         }
         Command::Migrate { .. } => {
-            let store = herald_store::open(&config.database_url, config.database_pool_size).await?;
+            let store = herald_store::open(
+                &config.database_url,
+                config.database_pool_size,
+                config.master_key()?,
+            )
+            .await?;
             store.migrate().await?;
             println!("migrated {}", herald::redact_url(&config.database_url));
             Ok(())

@@ -24,6 +24,10 @@ pub fn router() -> Router<Arc<AppState>> {
             get(read).patch(update).delete(remove),
         )
         .route("/api/v1/tenants/{tid}/endpoints/{eid}/secret", get(secret))
+        .route(
+            "/api/v1/tenants/{tid}/endpoints/{eid}/secret/rotate",
+            axum::routing::post(rotate),
+        )
 }
 
 #[derive(Deserialize)]
@@ -118,11 +122,35 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The current signing secret: what a receiver needs to verify herald's requests.
+/// What a receiver needs to verify herald's requests: the current shared secret,
+/// or for asymmetric schemes the public key (never the private key).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SecretOut {
     pub scheme: SignatureScheme,
-    pub secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+}
+
+impl SecretOut {
+    fn of(endpoint: &Endpoint) -> Self {
+        let key = endpoint.signature.current();
+        let scheme = endpoint.signature.scheme;
+        if scheme.is_asymmetric() {
+            Self {
+                scheme,
+                secret: None,
+                public_key: key.public_key.clone(),
+            }
+        } else {
+            Self {
+                scheme,
+                secret: Some(key.secret.clone()),
+                public_key: None,
+            }
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tid}/endpoints/{eid}/secret", responses((status = 200, body = SecretOut)))]
@@ -135,14 +163,42 @@ pub async fn secret(
         .engine
         .endpoint(&tenant.id, &endpoint_id(&eid)?)
         .await?;
-    let secret = endpoint
+    Ok(Json(SecretOut::of(&endpoint)))
+}
+
+/// A new signing key; the old one keeps signing (both signatures are sent) for
+/// `grace_seconds`.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSpec {
+    /// The new secret (or private key); generated when absent.
+    pub secret: Option<String>,
+    /// How long the old key keeps signing; default 86400.
+    pub grace_seconds: Option<f64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/tenants/{tid}/endpoints/{eid}/secret/rotate", request_body = RotateSpec, responses((status = 200, body = SecretOut)))]
+pub async fn rotate(
+    state: State,
+    Path((tid, eid)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<SecretOut>> {
+    let spec: RotateSpec = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateSpec::default()
+    } else {
+        crate::extract::parse_json(&body)?
+    };
+    let tenant = tenant(&state, &tid).await?;
+    let mut endpoint = (*state
+        .engine
+        .endpoint(&tenant.id, &endpoint_id(&eid)?)
+        .await?)
+        .clone();
+    let now = chrono::Utc::now();
+    endpoint
         .signature
-        .keys
-        .first()
-        .map(|k| k.secret.clone())
-        .unwrap_or_default();
-    Ok(Json(SecretOut {
-        scheme: endpoint.signature.scheme,
-        secret,
-    }))
+        .rotate(spec.secret, spec.grace_seconds.unwrap_or(86_400.0), now)?;
+    endpoint.updated_at = now;
+    state.engine.update_endpoint(endpoint.clone()).await?;
+    Ok(Json(SecretOut::of(&endpoint)))
 }

@@ -69,13 +69,21 @@ impl MessageStore for PgStore {
     }
 
     async fn message_deliveries(&self, id: &MessageId) -> StoreResult<Vec<Delivery>> {
-        select_deliveries(&self.pool, "d.message_id = $1 ORDER BY d.seq", id.as_str()).await
+        select_deliveries(
+            &self.pool,
+            &self.key,
+            "d.message_id = $1 ORDER BY d.seq",
+            id.as_str(),
+        )
+        .await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> StoreResult<Option<Delivery>> {
-        Ok(select_deliveries(&self.pool, "d.id = $1", id.as_str())
-            .await?
-            .pop())
+        Ok(
+            select_deliveries(&self.pool, &self.key, "d.id = $1", id.as_str())
+                .await?
+                .pop(),
+        )
     }
 
     async fn add_deliveries(
@@ -91,7 +99,7 @@ impl MessageStore for PgStore {
             .await
             .map_err(pg)?;
         let refs: Vec<&mut Delivery> = deliveries.iter_mut().collect();
-        insert_deliveries(&mut tx, refs, owner.as_deref()).await?;
+        insert_deliveries(&mut tx, &self.key, refs, owner.as_deref()).await?;
         if owner.is_none() {
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(&self.channel)
@@ -159,7 +167,7 @@ impl MessageStore for PgStore {
         c.text("d.id < ?", page.cursor.clone());
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS}, m.event_type, \
-             COALESCE(d.target::jsonb ->> 'url', e.config::jsonb ->> 'url', ''), \
+             COALESCE(d.target_url, e.url, ''), \
              (d.endpoint_id IS NULL OR NOT COALESCE(e.deleted, TRUE)) \
              FROM deliveries d JOIN messages m ON m.id = d.message_id \
              LEFT JOIN endpoints e ON e.id = d.endpoint_id \
@@ -173,7 +181,7 @@ impl MessageStore for PgStore {
             .map(|r| {
                 use sqlx::Row;
                 Ok(DeadLetter {
-                    delivery: rows::delivery(r)?,
+                    delivery: rows::delivery(r, &self.key)?,
                     event_type: r.try_get(14).map_err(pg)?,
                     url: r.try_get(15).map_err(pg)?,
                     replayable: r
@@ -205,7 +213,7 @@ impl MessageStore for PgStore {
                 let Some(row) = found else {
                     return Err(StoreError::NotFound);
                 };
-                let d = rows::delivery(&row)?;
+                let d = rows::delivery(&row, &self.key)?;
                 if d.status != DeliveryStatus::Dead {
                     return Err(StoreError::Conflict(format!(
                         "delivery {id} is {}, not dead",
@@ -247,7 +255,7 @@ impl MessageStore for PgStore {
         tx.commit().await.map_err(pg)?;
         let mut replayed = rows
             .iter()
-            .map(rows::delivery)
+            .map(|r| rows::delivery(r, &self.key))
             .collect::<StoreResult<Vec<_>>>()?;
         replayed.sort_by_key(|d| d.seq);
         Ok(replayed)

@@ -27,12 +27,15 @@ use tokio::sync::Notify;
 
 use self::rows::DELIVERY_COLUMNS;
 use self::writer::Writer;
+use crate::crypto::MasterKey;
 use crate::*;
 
 const OPEN: &str = "('pending', 'delivering')";
 
 pub struct PgStore {
     pool: PgPool,
+    /// Seals endpoint configs and ad-hoc targets.
+    key: MasterKey,
     writer: Writer,
     /// The NOTIFY channel of this database and schema.
     channel: String,
@@ -67,7 +70,7 @@ impl PgStore {
     /// Connects (a pool of at most `pool_size`), migrates, and starts the writer and
     /// the NOTIFY listener. The schema is the connection's `search_path` (set it with
     /// `?options=-c%20search_path%3Dname` in the URL).
-    pub async fn open(url: &str, pool_size: u32) -> StoreResult<Self> {
+    pub async fn open(url: &str, pool_size: u32, key: MasterKey) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
         let pool = PgPoolOptions::new()
@@ -89,9 +92,10 @@ impl PgStore {
         tokio::spawn(listen(pool.clone(), channel.clone(), signal.clone()));
         // Writers per queue: enough to overlap commits, leaving connections for reads.
         let writers = (pool_size as usize / 6).clamp(1, 3);
-        let writer = Writer::spawn(pool.clone(), channel.clone(), writers);
+        let writer = Writer::spawn(pool.clone(), channel.clone(), writers, key.clone());
         Ok(Self {
             pool,
+            key,
             writer,
             channel,
             signal,
@@ -148,6 +152,7 @@ impl Store for PgStore {
 
 async fn select_deliveries<'e>(
     executor: impl sqlx::PgExecutor<'e>,
+    key: &MasterKey,
     where_sql: &str,
     bind: &str,
 ) -> StoreResult<Vec<Delivery>> {
@@ -158,7 +163,7 @@ async fn select_deliveries<'e>(
     .fetch_all(executor)
     .await
     .map_err(pg)?;
-    rows.iter().map(rows::delivery).collect()
+    rows.iter().map(|r| rows::delivery(r, key)).collect()
 }
 
 fn ids(rows: Vec<sqlx::postgres::PgRow>) -> StoreResult<Vec<DeliveryId>> {
@@ -173,6 +178,7 @@ fn ids(rows: Vec<sqlx::postgres::PgRow>) -> StoreResult<Vec<DeliveryId>> {
 
 async fn load_endpoint<'e>(
     executor: impl sqlx::PgExecutor<'e>,
+    key: &MasterKey,
     id: &str,
     lock: bool,
 ) -> StoreResult<Option<Endpoint>> {
@@ -185,20 +191,22 @@ async fn load_endpoint<'e>(
         .fetch_optional(executor)
         .await
         .map_err(pg)?;
-    config.map(|c| rows::json(&c)).transpose()
+    config.map(|c| key.open_json(&c)).transpose()
 }
 
 async fn save_endpoint<'e>(
     executor: impl sqlx::PgExecutor<'e>,
+    key: &MasterKey,
     endpoint: &Endpoint,
 ) -> StoreResult<()> {
-    let config = serde_json::to_string(endpoint).expect("endpoints serialize");
-    let done = sqlx::query("UPDATE endpoints SET config = $2 WHERE id = $1 AND NOT deleted")
-        .bind(endpoint.id.as_str())
-        .bind(config)
-        .execute(executor)
-        .await
-        .map_err(pg)?;
+    let done =
+        sqlx::query("UPDATE endpoints SET config = $2, url = $3 WHERE id = $1 AND NOT deleted")
+            .bind(endpoint.id.as_str())
+            .bind(key.seal_json(endpoint))
+            .bind(&endpoint.url)
+            .execute(executor)
+            .await
+            .map_err(pg)?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound);
     }

@@ -109,13 +109,14 @@ impl TenantStore for PgStore {
 impl EndpointStore for PgStore {
     async fn create_endpoint(&self, endpoint: Endpoint) -> StoreResult<()> {
         let done = sqlx::query(
-            "INSERT INTO endpoints (id, tenant_id, config, created_at) \
-             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $2)",
+            "INSERT INTO endpoints (id, tenant_id, config, created_at, url) \
+             SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $2)",
         )
         .bind(endpoint.id.as_str())
         .bind(endpoint.tenant_id.as_str())
-        .bind(to_json(&endpoint))
+        .bind(self.key.seal_json(&endpoint))
         .bind(to_millis(endpoint.created_at))
+        .bind(&endpoint.url)
         .execute(&self.pool)
         .await
         .map_err(pg)?;
@@ -126,7 +127,7 @@ impl EndpointStore for PgStore {
     }
 
     async fn get_endpoint(&self, id: &EndpointId) -> StoreResult<Option<Endpoint>> {
-        load_endpoint(&self.pool, id.as_str(), false).await
+        load_endpoint(&self.pool, &self.key, id.as_str(), false).await
     }
 
     async fn list_endpoints(
@@ -146,7 +147,10 @@ impl EndpointStore for PgStore {
         let found = c.query(&sql).fetch_all(&self.pool).await.map_err(pg)?;
         let found = found
             .iter()
-            .map(|r| rows::json::<Endpoint>(&sqlx::Row::try_get::<String, _>(r, 0).map_err(pg)?))
+            .map(|r| {
+                self.key
+                    .open_json::<Endpoint>(&sqlx::Row::try_get::<String, _>(r, 0).map_err(pg)?)
+            })
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(crate::paginate(found, &page, |e| e.id.to_string()))
     }
@@ -159,11 +163,11 @@ impl EndpointStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(pg)?;
-        configs.iter().map(|c| rows::json(c)).collect()
+        configs.iter().map(|c| self.key.open_json(c)).collect()
     }
 
     async fn update_endpoint(&self, endpoint: Endpoint) -> StoreResult<()> {
-        save_endpoint(&self.pool, &endpoint).await
+        save_endpoint(&self.pool, &self.key, &endpoint).await
     }
 
     async fn delete_endpoint(&self, id: &EndpointId) -> StoreResult<Vec<DeliveryId>> {

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
+use crate::crypto::MasterKey;
 use crate::{Attempt, Delivery, StoreError, StoreResult, StoredMessage, Tenant};
 
 pub(crate) const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.message_id, d.tenant_id, d.endpoint_id, \
@@ -47,7 +48,7 @@ pub(crate) fn tenant(row: &PgRow) -> StoreResult<Tenant> {
     })
 }
 
-pub(crate) fn delivery(row: &PgRow) -> StoreResult<Delivery> {
+pub(crate) fn delivery(row: &PgRow, key: &MasterKey) -> StoreResult<Delivery> {
     let status: String = get(row, 6)?;
     Ok(Delivery {
         seq: get(row, 0)?,
@@ -55,7 +56,9 @@ pub(crate) fn delivery(row: &PgRow) -> StoreResult<Delivery> {
         message_id: MessageId::from_stored(get(row, 2)?),
         tenant_id: TenantId::from_stored(get(row, 3)?),
         endpoint_id: get::<Option<String>>(row, 4)?.map(EndpointId::from_stored),
-        target: opt_json(get(row, 5)?)?,
+        target: get::<Option<String>>(row, 5)?
+            .map(|sealed| key.open_json(&sealed))
+            .transpose()?,
         status: DeliveryStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?,
         attempts: get::<i32>(row, 7)? as u32,

@@ -6,7 +6,8 @@ use sqlx::PgPool;
 use super::pg;
 use crate::StoreResult;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -85,7 +86,14 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_delivery ON attempts (delivery_id);
 CREATE INDEX attempts_message ON attempts (message_id);
 CREATE INDEX attempts_tenant ON attempts (tenant_id, id);
-"#];
+"#,
+    // Endpoint configs and ad-hoc targets are sealed from here on: the URLs that
+    // queries show sit beside them.
+    r#"
+ALTER TABLE endpoints ADD COLUMN url TEXT;
+ALTER TABLE deliveries ADD COLUMN target_url TEXT;
+"#,
+];
 
 /// Advisory lock keys herald uses.
 pub(crate) const MIGRATION_LOCK: i64 = 0x6865_7261_6c64_0001;

@@ -7,6 +7,7 @@ use herald_core::{DeliveryId, EndpointId};
 
 use super::rows::{self, DELIVERY_COLUMNS};
 use super::{ids, load_endpoint, pg, save_endpoint, PgStore, OPEN};
+use crate::crypto::MasterKey;
 use crate::*;
 
 /// Nodes silent this long, with nothing open, are forgotten.
@@ -62,7 +63,7 @@ impl WorkStore for PgStore {
         .map_err(pg)?;
         let mut adopted = rows
             .iter()
-            .map(rows::delivery)
+            .map(|r| rows::delivery(r, &self.key))
             .collect::<StoreResult<Vec<_>>>()?;
         adopted.sort_by_key(|d| d.seq);
         Ok(adopted)
@@ -97,17 +98,18 @@ impl WorkStore for PgStore {
 /// Disables the endpoint with a reason and dead-letters its open deliveries.
 pub(crate) async fn disable(
     conn: &mut sqlx::PgConnection,
+    key: &MasterKey,
     endpoint_id: &str,
     reason: &str,
     now: Millis,
 ) -> StoreResult<Vec<DeliveryId>> {
-    let Some(mut endpoint) = load_endpoint(&mut *conn, endpoint_id, true).await? else {
+    let Some(mut endpoint) = load_endpoint(&mut *conn, key, endpoint_id, true).await? else {
         return Ok(Vec::new());
     };
     endpoint.active = false;
     endpoint.disabled_reason = Some(reason.to_string());
     endpoint.updated_at = from_millis(now);
-    save_endpoint(&mut *conn, &endpoint).await?;
+    save_endpoint(&mut *conn, key, &endpoint).await?;
     let rows = sqlx::query(&format!(
         "UPDATE deliveries SET status = 'dead', next_attempt_at = NULL, dead_reason = $2, \
          last_error = COALESCE(last_error, $2), dead_at = $3, updated_at = $3 \

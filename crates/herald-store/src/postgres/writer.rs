@@ -17,12 +17,13 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use super::rows::{self, DELIVERY_COLUMNS};
 use super::schema::INGEST_LOCK;
 use super::{pg, OPEN};
+use crate::crypto::MasterKey;
 use crate::*;
 
 const MAX_BATCH: usize = 512;
 
 /// Inserts the batch's messages as a CTE with parameters `$first` to `$first + 7`
-/// (in front of the deliveries' insert: from $13, after its twelve).
+/// (in front of the deliveries' insert: from $14, after its thirteen).
 fn messages_cte(first: usize) -> String {
     let types = [
         "text", "text", "text", "text", "text", "text", "text", "int8",
@@ -61,11 +62,11 @@ fn bind_messages<'q>(query: PgQuery<'q>, msgs: &[&StoredMessage]) -> PgQuery<'q>
 }
 
 const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (id, message_id, tenant_id, endpoint_id, target, status, \
-     attempts, attempt_base, next_attempt_at, lease_owner, created_at, lease_until, updated_at) \
+     attempts, attempt_base, next_attempt_at, lease_owner, created_at, lease_until, target_url, updated_at) \
      SELECT v.*, v.created_at FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-     $7::int4[], $8::int4[], $9::int8[], $10::text[], $11::int8[], $12::int8[]) \
+     $7::int4[], $8::int4[], $9::int8[], $10::text[], $11::int8[], $12::int8[], $13::text[]) \
      AS v(id, message_id, tenant_id, endpoint_id, target, status, attempts, attempt_base, next_attempt_at, lease_owner, \
-     created_at, lease_until) \
+     created_at, lease_until, target_url) \
      RETURNING id, seq";
 
 enum Op {
@@ -106,12 +107,17 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts `writers` tasks per queue.
-    pub(crate) fn spawn(pool: PgPool, channel: String, writers: usize) -> Self {
+    pub(crate) fn spawn(pool: PgPool, channel: String, writers: usize, key: MasterKey) -> Self {
         let spawn_queue = || {
             let (queue, jobs) = mpsc::channel(16_384);
             let jobs = Arc::new(Mutex::new(jobs));
             for _ in 0..writers.max(1) {
-                tokio::spawn(run(pool.clone(), channel.clone(), jobs.clone()));
+                tokio::spawn(run(
+                    pool.clone(),
+                    channel.clone(),
+                    key.clone(),
+                    jobs.clone(),
+                ));
             }
             queue
         };
@@ -180,7 +186,12 @@ impl Writer {
     }
 }
 
-async fn run(pool: PgPool, channel: String, jobs: Arc<Mutex<mpsc::Receiver<Queued>>>) {
+async fn run(
+    pool: PgPool,
+    channel: String,
+    key: MasterKey,
+    jobs: Arc<Mutex<mpsc::Receiver<Queued>>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         {
@@ -197,7 +208,7 @@ async fn run(pool: PgPool, channel: String, jobs: Arc<Mutex<mpsc::Receiver<Queue
             }
         }
         let (ops, replies): (Vec<Op>, Vec<_>) = batch.drain(..).map(|q| (q.op, q.reply)).unzip();
-        match commit(&pool, &channel, &ops).await {
+        match commit(&pool, &channel, &key, &ops).await {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
@@ -210,7 +221,7 @@ async fn run(pool: PgPool, channel: String, jobs: Arc<Mutex<mpsc::Receiver<Queue
             }
             Err(_) => {
                 for (op, reply) in ops.into_iter().zip(replies) {
-                    let one = commit(&pool, &channel, std::slice::from_ref(&op)).await;
+                    let one = commit(&pool, &channel, &key, std::slice::from_ref(&op)).await;
                     let one = match (one, &op) {
                         // Another process committed the same key meanwhile.
                         (Err(StoreError::Conflict(_)), Op::Ingest { ingest, .. })
@@ -268,22 +279,28 @@ fn single_statement(ops: &[Op]) -> bool {
 async fn run_all(
     conn: &mut PgConnection,
     channel: &str,
+    key: &MasterKey,
     ops: &[Op],
     results: &mut [Option<Done>],
 ) -> StoreResult<()> {
-    ingests(conn, channel, ops, results).await?;
-    claims(conn, ops, results).await?;
-    outcomes(conn, ops, results).await
+    ingests(conn, channel, key, ops, results).await?;
+    claims(conn, key, ops, results).await?;
+    outcomes(conn, key, ops, results).await
 }
 
-async fn commit(pool: &PgPool, channel: &str, ops: &[Op]) -> StoreResult<Vec<Done>> {
+async fn commit(
+    pool: &PgPool,
+    channel: &str,
+    key: &MasterKey,
+    ops: &[Op],
+) -> StoreResult<Vec<Done>> {
     let mut conn = pool.acquire().await.map_err(pg)?;
     let mut results: Vec<Option<Done>> = (0..ops.len()).map(|_| None).collect();
     if single_statement(ops) {
-        run_all(&mut conn, channel, ops, &mut results).await?;
+        run_all(&mut conn, channel, key, ops, &mut results).await?;
     } else {
         let mut tx = conn.begin().await.map_err(pg)?;
-        run_all(&mut tx, channel, ops, &mut results).await?;
+        run_all(&mut tx, channel, key, ops, &mut results).await?;
         tx.commit().await.map_err(pg)?;
     }
     Ok(results
@@ -296,17 +313,19 @@ async fn commit(pool: &PgPool, channel: &str, ops: &[Op]) -> StoreResult<Vec<Don
 /// ingest lock, so `seq` follows commit order.
 pub(crate) async fn insert_deliveries(
     conn: &mut PgConnection,
+    key: &MasterKey,
     deliveries: Vec<&mut Delivery>,
     owner: Option<&str>,
 ) -> StoreResult<()> {
     let owners = vec![owner.map(String::from); deliveries.len()];
-    insert_owned(conn, deliveries, owners, None).await
+    insert_owned(conn, key, deliveries, owners, None).await
 }
 
 /// Inserts deliveries (and, in the same statement, the messages they belong to)
 /// and sets their `seq`.
 async fn insert_owned(
     conn: &mut PgConnection,
+    key: &MasterKey,
     mut deliveries: Vec<&mut Delivery>,
     owners: Vec<Option<String>>,
     messages_too: Option<&[&StoredMessage]>,
@@ -332,11 +351,7 @@ async fn insert_owned(
         .collect();
     let targets: Vec<Option<String>> = deliveries
         .iter()
-        .map(|d| {
-            d.target
-                .as_ref()
-                .map(|t| serde_json::to_string(t).expect("targets serialize"))
-        })
+        .map(|d| d.target.as_ref().map(|t| key.seal_json(t)))
         .collect();
     let statuses = col(&|d| d.status.as_str().to_string());
     let attempts: Vec<i32> = deliveries.iter().map(|d| d.attempts as i32).collect();
@@ -344,7 +359,7 @@ async fn insert_owned(
     let due: Vec<Option<i64>> = deliveries.iter().map(|d| d.next_attempt_at).collect();
     let created: Vec<i64> = deliveries.iter().map(|d| d.created_at).collect();
     let with_messages = if messages_too.is_some() {
-        messages_cte(13)
+        messages_cte(14)
     } else {
         String::new()
     };
@@ -365,6 +380,12 @@ async fn insert_owned(
             deliveries
                 .iter()
                 .map(|d| d.claimed_until)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.target.as_ref().map(|t| t.url.clone()))
                 .collect::<Vec<_>>(),
         );
     if let Some(msgs) = messages_too {
@@ -389,6 +410,7 @@ async fn insert_owned(
 async fn ingests(
     conn: &mut PgConnection,
     channel: &str,
+    key: &MasterKey,
     ops: &[Op],
     results: &mut [Option<Done>],
 ) -> StoreResult<()> {
@@ -474,6 +496,7 @@ async fn ingests(
     let unowned = owners.iter().any(Option::is_none);
     insert_owned(
         conn,
+        key,
         deliveries
             .iter_mut()
             .flat_map(|(_, d)| d.iter_mut())
@@ -497,6 +520,7 @@ async fn ingests(
 
 async fn claims(
     conn: &mut PgConnection,
+    key: &MasterKey,
     ops: &[Op],
     results: &mut [Option<Done>],
 ) -> StoreResult<()> {
@@ -539,7 +563,7 @@ async fn claims(
     .map_err(pg)?;
     let mut claimed: HashMap<String, Delivery> = HashMap::new();
     for r in &rows {
-        let d = rows::delivery(r)?;
+        let d = rows::delivery(r, key)?;
         claimed.insert(d.id.to_string(), d);
     }
     let refused_ordered: Vec<&str> = wanted
@@ -576,6 +600,7 @@ async fn claims(
 
 async fn outcomes(
     conn: &mut PgConnection,
+    key: &MasterKey,
     ops: &[Op],
     results: &mut [Option<Done>],
 ) -> StoreResult<()> {
@@ -679,7 +704,8 @@ async fn outcomes(
         } = &o.next
         {
             OutcomeApplied::Applied {
-                also_dead: super::work::disable(conn, endpoint_id.as_str(), reason, o.now).await?,
+                also_dead: super::work::disable(conn, key, endpoint_id.as_str(), reason, o.now)
+                    .await?,
             }
         } else {
             OutcomeApplied::Applied {

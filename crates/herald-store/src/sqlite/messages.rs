@@ -7,25 +7,27 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::rows::{self, to_json, Conditions, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, MESSAGE_COLUMNS};
 use super::{delivery_ids, select_deliveries, SqliteStore, OPEN};
+use crate::crypto::MasterKey;
 use crate::*;
 
 fn insert_delivery(
     conn: &Connection,
+    key: &MasterKey,
     d: &mut Delivery,
     owner: Option<&str>,
     now: Millis,
 ) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO deliveries (id, message_id, tenant_id, endpoint_id, target, status, attempts, \
-         attempt_base, next_attempt_at, lease_owner, lease_until, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?11, ?11)",
+         attempt_base, next_attempt_at, lease_owner, lease_until, target_url, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?13, ?11, ?11)",
     )?
     .execute(params![
         d.id.as_str(),
         d.message_id.as_str(),
         d.tenant_id.as_str(),
         d.endpoint_id.as_ref().map(|e| e.as_str()),
-        d.target.as_ref().map(to_json),
+        d.target.as_ref().map(|t| key.seal_json(t)),
         d.status.as_str(),
         d.attempts,
         d.attempt_base,
@@ -33,6 +35,7 @@ fn insert_delivery(
         owner,
         now,
         d.claimed_until,
+        d.target.as_ref().map(|t| t.url.as_str()),
     ])?;
     d.seq = conn.last_insert_rowid();
     Ok(())
@@ -55,6 +58,7 @@ fn dead_conditions(tenant: String, filter: &DeadLetterFilter) -> Conditions {
 impl MessageStore for SqliteStore {
     async fn ingest(&self, ingest: Ingest, owner: Option<&NodeId>) -> StoreResult<IngestResult> {
         let owner = owner.map(|o| o.to_string());
+        let key = self.key.clone();
         self.writer
             .write(move |conn| {
                 let Ingest { message: m, mut deliveries, .. } = ingest;
@@ -81,7 +85,7 @@ impl MessageStore for SqliteStore {
                     m.created_at
                 ])?;
                 for d in &mut deliveries {
-                    insert_delivery(conn, d, owner.as_deref(), m.created_at)?;
+                    insert_delivery(conn, &key, d, owner.as_deref(), m.created_at)?;
                 }
                 Ok(IngestResult::Created(deliveries))
             })
@@ -131,13 +135,17 @@ impl MessageStore for SqliteStore {
 
     async fn message_deliveries(&self, id: &MessageId) -> StoreResult<Vec<Delivery>> {
         let id = id.to_string();
-        self.read(move |conn| select_deliveries(conn, "d.message_id = ?1 ORDER BY d.seq", [id]))
-            .await
+        let key = self.key.clone();
+        self.read(move |conn| {
+            select_deliveries(conn, &key, "d.message_id = ?1 ORDER BY d.seq", [id])
+        })
+        .await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> StoreResult<Option<Delivery>> {
         let id = id.to_string();
-        self.read(move |conn| Ok(select_deliveries(conn, "d.id = ?1", [id])?.pop()))
+        let key = self.key.clone();
+        self.read(move |conn| Ok(select_deliveries(conn, &key, "d.id = ?1", [id])?.pop()))
             .await
     }
 
@@ -147,11 +155,12 @@ impl MessageStore for SqliteStore {
         owner: Option<&NodeId>,
     ) -> StoreResult<Vec<Delivery>> {
         let owner = owner.map(|o| o.to_string());
+        let key = self.key.clone();
         self.writer
             .write(move |conn| {
                 for d in &mut deliveries {
                     let now = d.created_at;
-                    insert_delivery(conn, d, owner.as_deref(), now)?;
+                    insert_delivery(conn, &key, d, owner.as_deref(), now)?;
                 }
                 Ok(deliveries)
             })
@@ -220,12 +229,13 @@ impl MessageStore for SqliteStore {
         page: PageRequest,
     ) -> StoreResult<Page<DeadLetter>> {
         let tenant = tenant.to_string();
+        let key = self.key.clone();
         self.read(move |conn| {
             let mut c = dead_conditions(tenant, &filter);
             c.add_opt("d.id < ?", page.cursor.clone());
             let sql = format!(
                 "SELECT {DELIVERY_COLUMNS}, m.event_type, \
-                 COALESCE(json_extract(d.target, '$.url'), json_extract(e.config, '$.url'), ''), \
+                 COALESCE(d.target_url, e.url, ''), \
                  (d.endpoint_id IS NULL OR e.deleted = 0) \
                  FROM deliveries d JOIN messages m ON m.id = d.message_id \
                  LEFT JOIN endpoints e ON e.id = d.endpoint_id \
@@ -237,7 +247,7 @@ impl MessageStore for SqliteStore {
                 .prepare_cached(&sql)?
                 .query_map(params_from_iter(c.params), |r| {
                     Ok(DeadLetter {
-                        delivery: rows::delivery(r)?,
+                        delivery: rows::delivery(r, &key)?,
                         event_type: r.get(14)?,
                         url: r.get(15)?,
                         replayable: r.get::<_, Option<bool>>(16)?.unwrap_or(false),
@@ -258,11 +268,12 @@ impl MessageStore for SqliteStore {
     ) -> StoreResult<Vec<Delivery>> {
         let tenant = tenant.to_string();
         let owner = owner.map(|o| o.to_string());
+        let key = self.key.clone();
         self.writer
             .write(move |conn| {
                 let mut c = match &selector {
                     ReplaySelector::One(id) => {
-                        let found = select_deliveries(conn, "d.id = ?1 AND d.tenant_id = ?2", params![id.as_str(), tenant])?;
+                        let found = select_deliveries(conn, &key, "d.id = ?1 AND d.tenant_id = ?2", params![id.as_str(), tenant])?;
                         let Some(d) = found.first() else {
                             return Err(StoreError::NotFound);
                         };
@@ -293,7 +304,7 @@ impl MessageStore for SqliteStore {
                 }
                 let mut replayed = Vec::with_capacity(seqs.len());
                 for seq in seqs {
-                    replayed.extend(select_deliveries(conn, "d.seq = ?1", [seq])?);
+                    replayed.extend(select_deliveries(conn, &key, "d.seq = ?1", [seq])?);
                 }
                 Ok(replayed)
             })

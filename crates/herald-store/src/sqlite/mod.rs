@@ -20,8 +20,9 @@ use herald_core::endpoint::Endpoint;
 use herald_core::DeliveryId;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use self::rows::{to_json, DELIVERY_COLUMNS};
+use self::rows::DELIVERY_COLUMNS;
 use self::writer::Writer;
+use crate::crypto::MasterKey;
 use crate::*;
 
 /// The statuses of a delivery that still has work ahead of it.
@@ -29,6 +30,8 @@ const OPEN: &str = "('pending', 'delivering')";
 
 pub struct SqliteStore {
     path: PathBuf,
+    /// Seals endpoint configs and ad-hoc targets.
+    key: MasterKey,
     writer: Writer,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
@@ -46,20 +49,35 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 impl SqliteStore {
-    /// Opens (creating when missing) the database file and brings its schema up to date.
-    pub async fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
+    /// Opens (creating when missing) the database file and brings its schema up to
+    /// date. Without a master key, the one in `PATH.key` is used (made when missing).
+    pub async fn open(path: impl AsRef<Path>, key: Option<MasterKey>) -> StoreResult<Self> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        let key = match key {
+            Some(key) => key,
+            None => {
+                let mut key_path = path.clone().into_os_string();
+                key_path.push(".key");
+                MasterKey::load_or_create(Path::new(&key_path)).map_err(|e| {
+                    StoreError::Unavailable(format!(
+                        "master key {}: {e}",
+                        Path::new(&key_path).display()
+                    ))
+                })?
+            }
+        };
         let conn = connect(&path)?;
         schema::migrate(&conn)?;
         let writer = Writer::spawn(conn)
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         Ok(Self {
             path,
+            key,
             writer,
             readers: Arc::new(Mutex::new(Vec::new())),
         })
@@ -120,20 +138,22 @@ fn delivery_ids(
     Ok(ids)
 }
 
-fn load_endpoint(conn: &Connection, id: &str) -> StoreResult<Option<Endpoint>> {
+fn load_endpoint(conn: &Connection, key: &MasterKey, id: &str) -> StoreResult<Option<Endpoint>> {
     let config: Option<String> = conn
         .prepare_cached("SELECT config FROM endpoints WHERE id = ?1 AND deleted = 0")?
         .query_row([id], |r| r.get(0))
         .optional()?;
-    config
-        .map(|c| rows::json(&c).map_err(StoreError::from))
-        .transpose()
+    config.map(|c| key.open_json(&c)).transpose()
 }
 
-fn save_endpoint(conn: &Connection, endpoint: &Endpoint) -> StoreResult<()> {
+fn save_endpoint(conn: &Connection, key: &MasterKey, endpoint: &Endpoint) -> StoreResult<()> {
     let changed = conn
-        .prepare_cached("UPDATE endpoints SET config = ?2 WHERE id = ?1 AND deleted = 0")?
-        .execute(params![endpoint.id.as_str(), to_json(endpoint)])?;
+        .prepare_cached("UPDATE endpoints SET config = ?2, url = ?3 WHERE id = ?1 AND deleted = 0")?
+        .execute(params![
+            endpoint.id.as_str(),
+            key.seal_json(endpoint),
+            endpoint.url
+        ])?;
     if changed == 0 {
         return Err(StoreError::NotFound);
     }
@@ -142,6 +162,7 @@ fn save_endpoint(conn: &Connection, endpoint: &Endpoint) -> StoreResult<()> {
 
 fn select_deliveries(
     conn: &Connection,
+    key: &MasterKey,
     where_sql: &str,
     params: impl rusqlite::Params,
 ) -> StoreResult<Vec<Delivery>> {
@@ -149,7 +170,7 @@ fn select_deliveries(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE {where_sql}"
     ))?;
     let rows = stmt
-        .query_map(params, rows::delivery)?
+        .query_map(params, |r| rows::delivery(r, key))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }

@@ -109,6 +109,7 @@ impl TenantStore for SqliteStore {
 #[async_trait]
 impl EndpointStore for SqliteStore {
     async fn create_endpoint(&self, endpoint: Endpoint) -> StoreResult<()> {
+        let key = self.key.clone();
         self.writer
             .write(move |conn| {
                 let tenant_exists = conn
@@ -117,21 +118,24 @@ impl EndpointStore for SqliteStore {
                 if !tenant_exists {
                     return Err(StoreError::NotFound);
                 }
-                conn.prepare_cached("INSERT INTO endpoints (id, tenant_id, config, created_at) VALUES (?1, ?2, ?3, ?4)")?
-                    .execute(params![
-                        endpoint.id.as_str(),
-                        endpoint.tenant_id.as_str(),
-                        to_json(&endpoint),
-                        to_millis(endpoint.created_at)
-                    ])?;
+                conn.prepare_cached(
+                    "INSERT INTO endpoints (id, tenant_id, config, url, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    endpoint.id.as_str(),
+                    endpoint.tenant_id.as_str(),
+                    key.seal_json(&endpoint),
+                    endpoint.url,
+                    to_millis(endpoint.created_at)
+                ])?;
                 Ok(())
             })
             .await
     }
 
     async fn get_endpoint(&self, id: &EndpointId) -> StoreResult<Option<Endpoint>> {
-        let id = id.to_string();
-        self.read(move |conn| load_endpoint(conn, &id)).await
+        let (id, key) = (id.to_string(), self.key.clone());
+        self.read(move |conn| load_endpoint(conn, &key, &id)).await
     }
 
     async fn list_endpoints(
@@ -139,7 +143,7 @@ impl EndpointStore for SqliteStore {
         tenant: &TenantId,
         page: PageRequest,
     ) -> StoreResult<Page<Endpoint>> {
-        let tenant = tenant.to_string();
+        let (tenant, key) = (tenant.to_string(), self.key.clone());
         self.read(move |conn| {
             let mut c = Conditions::default();
             c.add("tenant_id = ?", tenant)
@@ -152,34 +156,33 @@ impl EndpointStore for SqliteStore {
             );
             let found = conn
                 .prepare_cached(&sql)?
-                .query_map(params_from_iter(c.params), |r| {
-                    rows::json::<Endpoint>(&r.get::<_, String>(0)?)
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+                .query_map(params_from_iter(c.params), |r| r.get::<_, String>(0))?
+                .map(|sealed| key.open_json::<Endpoint>(&sealed?))
+                .collect::<StoreResult<Vec<_>>>()?;
             Ok(crate::paginate(found, &page, |e| e.id.to_string()))
         })
         .await
     }
 
     async fn tenant_endpoints(&self, tenant: &TenantId) -> StoreResult<Vec<Endpoint>> {
-        let tenant = tenant.to_string();
+        let (tenant, key) = (tenant.to_string(), self.key.clone());
         self.read(move |conn| {
             let found = conn
                 .prepare_cached(
                     "SELECT config FROM endpoints WHERE tenant_id = ?1 AND deleted = 0 ORDER BY id",
                 )?
-                .query_map([tenant], |r| {
-                    rows::json::<Endpoint>(&r.get::<_, String>(0)?)
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+                .query_map([tenant], |r| r.get::<_, String>(0))?
+                .map(|sealed| key.open_json::<Endpoint>(&sealed?))
+                .collect::<StoreResult<Vec<_>>>()?;
             Ok(found)
         })
         .await
     }
 
     async fn update_endpoint(&self, endpoint: Endpoint) -> StoreResult<()> {
+        let key = self.key.clone();
         self.writer
-            .write(move |conn| save_endpoint(conn, &endpoint))
+            .write(move |conn| save_endpoint(conn, &key, &endpoint))
             .await
     }
 

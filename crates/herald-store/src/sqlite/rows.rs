@@ -7,6 +7,7 @@ use rusqlite::types::{FromSql, Value};
 use rusqlite::Row;
 use serde::de::DeserializeOwned;
 
+use crate::crypto::MasterKey;
 use crate::{Attempt, Delivery, StoredMessage, Tenant};
 
 pub(crate) const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.message_id, d.tenant_id, d.endpoint_id, \
@@ -50,7 +51,7 @@ pub(crate) fn tenant(row: &Row<'_>) -> rusqlite::Result<Tenant> {
     })
 }
 
-pub(crate) fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+pub(crate) fn delivery(row: &Row<'_>, key: &MasterKey) -> rusqlite::Result<Delivery> {
     let status: String = get(row, 6)?;
     Ok(Delivery {
         seq: get(row, 0)?,
@@ -58,7 +59,9 @@ pub(crate) fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
         message_id: MessageId::from_stored(get(row, 2)?),
         tenant_id: TenantId::from_stored(get(row, 3)?),
         endpoint_id: get::<Option<String>>(row, 4)?.map(EndpointId::from_stored),
-        target: opt_json(get(row, 5)?)?,
+        target: get::<Option<String>>(row, 5)?
+            .map(|sealed| key.open_json(&sealed).map_err(conversion))
+            .transpose()?,
         status: DeliveryStatus::parse(&status)
             .ok_or_else(|| conversion(std::io::Error::other(format!("unknown status {status}"))))?,
         attempts: get(row, 7)?,

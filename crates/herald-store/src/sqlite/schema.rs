@@ -2,7 +2,8 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -81,7 +82,14 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_delivery ON attempts (delivery_id);
 CREATE INDEX attempts_message ON attempts (message_id);
 CREATE INDEX attempts_tenant ON attempts (tenant_id, id);
-"#];
+"#,
+    // Endpoint configs and ad-hoc targets are sealed from here on: the URLs that
+    // queries show sit beside them.
+    r#"
+ALTER TABLE endpoints ADD COLUMN url TEXT;
+ALTER TABLE deliveries ADD COLUMN target_url TEXT;
+"#,
+];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

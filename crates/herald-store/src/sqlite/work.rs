@@ -8,6 +8,7 @@ use rusqlite::{params, Connection};
 
 use super::rows::{to_json, ATTEMPT_COLUMNS};
 use super::{delivery_ids, load_endpoint, save_endpoint, select_deliveries, SqliteStore, OPEN};
+use crate::crypto::MasterKey;
 use crate::*;
 
 #[async_trait]
@@ -49,6 +50,7 @@ impl WorkStore for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<Delivery>> {
         let node = node.to_string();
+        let key = self.key.clone();
         self.writer
             .write(move |conn| {
                 let seqs = conn
@@ -66,7 +68,7 @@ impl WorkStore for SqliteStore {
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut adopted = Vec::with_capacity(seqs.len());
                 for seq in seqs {
-                    adopted.extend(select_deliveries(conn, "d.seq = ?1", [seq])?);
+                    adopted.extend(select_deliveries(conn, &key, "d.seq = ?1", [seq])?);
                 }
                 adopted.sort_by_key(|d| d.seq);
                 Ok(adopted)
@@ -86,6 +88,7 @@ impl WorkStore for SqliteStore {
             node.to_string(),
             ordered.map(|e| e.to_string()),
         );
+        let key = self.key.clone();
         self.writer
             .write(move |conn| {
                 if let Some(endpoint) = ordered {
@@ -108,7 +111,7 @@ impl WorkStore for SqliteStore {
                 if changed == 0 {
                     return Ok(Claim::Lost);
                 }
-                Ok(select_deliveries(conn, "d.id = ?1", [id])?
+                Ok(select_deliveries(conn, &key, "d.id = ?1", [id])?
                     .pop()
                     .map_or(Claim::Lost, |d| Claim::Claimed(Box::new(d))))
             })
@@ -117,8 +120,9 @@ impl WorkStore for SqliteStore {
 
     async fn record_outcome(&self, outcome: Outcome, node: &NodeId) -> StoreResult<OutcomeApplied> {
         let node = node.to_string();
+        let key = self.key.clone();
         self.writer
-            .write(move |conn| apply_outcome(conn, outcome, &node))
+            .write(move |conn| apply_outcome(conn, &key, outcome, &node))
             .await
     }
 }
@@ -149,7 +153,12 @@ fn insert_attempt(conn: &Connection, a: &Attempt) -> StoreResult<()> {
     Ok(())
 }
 
-fn apply_outcome(conn: &Connection, outcome: Outcome, node: &str) -> StoreResult<OutcomeApplied> {
+fn apply_outcome(
+    conn: &Connection,
+    key: &MasterKey,
+    outcome: Outcome,
+    node: &str,
+) -> StoreResult<OutcomeApplied> {
     let Outcome {
         attempt: a,
         next,
@@ -191,7 +200,7 @@ fn apply_outcome(conn: &Connection, outcome: Outcome, node: &str) -> StoreResult
         NextState::DisableEndpoint {
             endpoint_id,
             reason,
-        } => disable(conn, endpoint_id.as_str(), reason, now)?,
+        } => disable(conn, key, endpoint_id.as_str(), reason, now)?,
         _ => Vec::new(),
     };
     Ok(OutcomeApplied::Applied { also_dead })
@@ -200,15 +209,16 @@ fn apply_outcome(conn: &Connection, outcome: Outcome, node: &str) -> StoreResult
 /// Disables the endpoint with a reason and dead-letters its open deliveries.
 fn disable(
     conn: &Connection,
+    key: &MasterKey,
     endpoint_id: &str,
     reason: &str,
     now: Millis,
 ) -> StoreResult<Vec<DeliveryId>> {
-    let mut endpoint = load_endpoint(conn, endpoint_id)?.ok_or(StoreError::NotFound)?;
+    let mut endpoint = load_endpoint(conn, key, endpoint_id)?.ok_or(StoreError::NotFound)?;
     endpoint.active = false;
     endpoint.disabled_reason = Some(reason.to_string());
     endpoint.updated_at = from_millis(now);
-    save_endpoint(conn, &endpoint)?;
+    save_endpoint(conn, key, &endpoint)?;
     delivery_ids(
         conn,
         &format!(

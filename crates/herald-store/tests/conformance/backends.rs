@@ -13,7 +13,7 @@ pub struct Backend {
 
 pub async fn sqlite() -> Backend {
     let dir = tempfile::tempdir().unwrap();
-    let store = herald_store::sqlite::SqliteStore::open(dir.path().join("conformance.db"))
+    let store = herald_store::sqlite::SqliteStore::open(dir.path().join("conformance.db"), None)
         .await
         .unwrap();
     Backend {
@@ -27,9 +27,13 @@ pub async fn postgres() -> Backend {
     let url = std::env::var("HERALD_TEST_DATABASE_URL")
         .expect("HERALD_TEST_DATABASE_URL names the test database");
     let schema = TestSchema::create(&url).await;
-    let store = herald_store::postgres::PgStore::open(&schema.url(), 8)
-        .await
-        .expect("the PostgreSQL store opens");
+    let store = herald_store::postgres::PgStore::open(
+        &schema.url(),
+        8,
+        herald_store::crypto::MasterKey::from_bytes(&[42; 32]),
+    )
+    .await
+    .expect("the PostgreSQL store opens");
     Backend {
         store: Arc::new(store),
         _dir: None,

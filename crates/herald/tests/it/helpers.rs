@@ -47,6 +47,9 @@ pub fn init_logs() {
     }
 }
 
+/// The master key every test herald uses (base64 of 32 bytes).
+pub const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LW9mLTMyLWJ5dGVzLWxvbmc=";
+
 /// Which store a test binary runs herald on.
 #[allow(dead_code)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +103,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     if let Some(schema) = &schema {
         config.database_url = schema.url();
         config.database_pool_size = 8;
+        config.master_key =
+            Some(serde_json::from_value(Value::String(TEST_MASTER_KEY.into())).unwrap());
     }
     adjust(&mut config);
     start(config, dir, schema).await
@@ -426,6 +431,7 @@ impl Process {
             .env("HERALD_DATABASE_URL", database_url)
             .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
             .env("HERALD_LOG_LEVEL", "warn")
+            .env("HERALD_MASTER_KEY", TEST_MASTER_KEY)
             .stdout(std::process::Stdio::null());
         for (k, v) in env {
             command.env(k, v);
