@@ -81,6 +81,38 @@ enum Command {
     /// List or replay dead letters through a running herald.
     #[command(subcommand)]
     DeadLetters(DeadLetters),
+    /// Check a received request's signature (for receivers). Exits 0 when it is
+    /// valid, 1 with the reason when it is not.
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// hmac-sha256-hex, hmac-sha256-prefixed, standard-webhooks,
+    /// standard-webhooks-ed25519 or rsa-sha256.
+    #[arg(long)]
+    scheme: String,
+    /// The shared secret, or the public key (`whpk_...` or PEM) of asymmetric schemes.
+    #[arg(long, conflicts_with = "key_file")]
+    key: Option<String>,
+    /// A file holding the secret or public key.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// A received header, `Name: value`; repeat for each.
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// The received body; standard input when absent.
+    #[arg(long)]
+    body_file: Option<PathBuf>,
+    /// The signature header, when the endpoint renamed it.
+    #[arg(long)]
+    signature_header: Option<String>,
+    /// The timestamp header, when the endpoint renamed it.
+    #[arg(long)]
+    timestamp_header: Option<String>,
+    /// How far the timestamp may be from now.
+    #[arg(long, default_value_t = 300)]
+    tolerance_seconds: i64,
 }
 
 #[derive(Subcommand)]
@@ -114,6 +146,9 @@ enum DeadLetters {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Verify(args) = &cli.command {
+        return verify(args);
+    }
     let overrides = match &cli.command {
         Command::Serve(f) => Overrides {
             listen: f.listen.clone(),
@@ -149,6 +184,65 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `herald verify`: needs no configuration, so it runs before any is loaded.
+fn verify(args: &VerifyArgs) -> ExitCode {
+    match check(args) {
+        Ok(()) => {
+            println!("valid");
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            println!("invalid: {reason}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check(args: &VerifyArgs) -> Result<(), String> {
+    use std::io::Read;
+    let scheme: herald_core::signing::SignatureScheme =
+        serde_json::from_value(Value::String(args.scheme.clone()))
+            .map_err(|_| format!("unknown scheme `{}`", args.scheme))?;
+    let key = match (&args.key, &args.key_file) {
+        (Some(k), _) => k.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        (None, None) => return Err("give the secret or public key with --key or --key-file".into()),
+    };
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| format!("header `{h}` is not `Name: value`"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut body = Vec::new();
+    match &args.body_file {
+        Some(path) => {
+            body =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        }
+        None => {
+            std::io::stdin()
+                .read_to_end(&mut body)
+                .map_err(|e| format!("cannot read the body: {e}"))?;
+        }
+    }
+    herald_core::signing::verify(&herald_core::signing::VerifyInput {
+        scheme,
+        key: key.trim(),
+        headers: &headers,
+        body: &body,
+        header: args.signature_header.as_deref(),
+        timestamp_header: args.timestamp_header.as_deref(),
+        now: chrono::Utc::now().timestamp(),
+        tolerance_seconds: args.tolerance_seconds,
+    })
+    .map_err(|e| e.to_string())
 }
 
 fn print(value: &Value) {
@@ -199,6 +293,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Verify(_) => unreachable!("verify runs before the configuration is loaded"),
         Command::DeadLetters(DeadLetters::List {
             tenant,
             endpoint_id,

@@ -14,6 +14,18 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// Prometheus (OpenMetrics text) of every metric; unauthenticated.
+async fn metrics(state: State) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.engine.metrics().encode(),
+    )
 }
 
 async fn healthz() -> Json<Value> {

@@ -423,6 +423,17 @@ impl Process {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_logging(port, database_url, args, env, None).await
+    }
+
+    /// Like [`start_on`](Self::start_on), writing herald's log lines to `log`.
+    pub async fn start_logging(
+        port: u16,
+        database_url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> Self {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
         command
             .arg("serve")
@@ -432,7 +443,12 @@ impl Process {
             .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
             .env("HERALD_LOG_LEVEL", "warn")
             .env("HERALD_MASTER_KEY", TEST_MASTER_KEY)
-            .stdout(std::process::Stdio::null());
+            .stdout(match log {
+                Some(path) => {
+                    std::process::Stdio::from(std::fs::File::create(path).expect("a log file"))
+                }
+                None => std::process::Stdio::null(),
+            });
         for (k, v) in env {
             command.env(k, v);
         }

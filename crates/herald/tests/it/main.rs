@@ -20,4 +20,5 @@ mod crash;
 mod delivery;
 mod helpers;
 mod pacing;
+mod secrets;
 mod signing;

@@ -25,5 +25,7 @@ mod delivery;
 mod helpers;
 #[path = "../it/pacing.rs"]
 mod pacing;
+#[path = "../it/secrets.rs"]
+mod secrets;
 #[path = "../it/signing.rs"]
 mod signing;
