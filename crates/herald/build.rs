@@ -1,8 +1,14 @@
-//! Marks the PostgreSQL integration tests runnable when the test database is named.
+//! Marks the PostgreSQL and RabbitMQ integration tests runnable when their
+//! services are named.
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(herald_pg)");
-    println!("cargo::rerun-if-env-changed=HERALD_TEST_DATABASE_URL");
-    if std::env::var_os("HERALD_TEST_DATABASE_URL").is_some_and(|v| !v.is_empty()) {
-        println!("cargo::rustc-cfg=herald_pg");
+    for (cfg, var) in [
+        ("herald_pg", "HERALD_TEST_DATABASE_URL"),
+        ("herald_amqp", "HERALD_TEST_AMQP_URL"),
+    ] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        println!("cargo::rerun-if-env-changed={var}");
+        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+            println!("cargo::rustc-cfg={cfg}");
+        }
     }
 }

@@ -25,14 +25,28 @@ pub struct AppState {
     /// The admin bearer token; `None` leaves the API open (bound to loopback only).
     pub admin_token: Option<String>,
     pub max_body_bytes: usize,
+    /// The AMQP consumer's link, when this process consumes: `/readyz` reports it.
+    pub broker: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
-/// The HTTP surface: health always, the management API when `management` is on
-/// (a process that only delivers serves health alone).
-pub fn router(state: AppState, management: bool) -> Router {
+/// Which parts of the HTTP surface a process serves; health is always served.
+#[derive(Clone, Copy, Debug)]
+pub struct Surfaces {
+    /// The management API.
+    pub management: bool,
+    /// `/metrics`.
+    pub metrics: bool,
+}
+
+/// The HTTP surface: health always, `/metrics` and the management API as chosen
+/// (a process that only delivers can serve health alone).
+pub fn router(state: AppState, surfaces: Surfaces) -> Router {
     let state = Arc::new(state);
     let mut router = Router::new().merge(routes::health::router());
-    if management {
+    if surfaces.metrics {
+        router = router.merge(routes::health::metrics_router());
+    }
+    if surfaces.management {
         let guard = axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
         router = router.merge(routes::router().layer(guard));
     }

@@ -24,6 +24,11 @@ pub struct StatusLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabel {
     pub target: String,
 }
@@ -39,6 +44,8 @@ pub struct Metrics {
     pub callback_duration: Family<TargetLabel, Histogram, fn() -> Histogram>,
     pub hmac_errors: Counter,
     pub amqp_reconnects: Counter,
+    /// Broker messages by fate: accepted (committed), rejected (poison), requeued.
+    pub amqp_messages: Family<OutcomeLabel, Counter>,
     targets: Mutex<HashSet<String>>,
 }
 
@@ -63,6 +70,12 @@ impl Metrics {
             );
         let hmac_errors = Counter::default();
         let amqp_reconnects = Counter::default();
+        let amqp_messages = Family::<OutcomeLabel, Counter>::default();
+        for outcome in ["accepted", "rejected", "requeued"] {
+            let _ = amqp_messages.get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            });
+        }
         registry.register(
             "callback",
             "HTTP tries made, by outcome (success: 2xx)",
@@ -83,14 +96,29 @@ impl Metrics {
             "Reconnections to the AMQP broker",
             amqp_reconnects.clone(),
         );
+        registry.register(
+            "herald_amqp_messages",
+            "AMQP messages consumed, by fate",
+            amqp_messages.clone(),
+        );
         Self {
             registry,
             callback_total,
             callback_duration,
             hmac_errors,
             amqp_reconnects,
+            amqp_messages,
             targets: Mutex::default(),
         }
+    }
+
+    /// Counts one consumed broker message.
+    pub fn amqp_message(&self, outcome: &str) {
+        self.amqp_messages
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// Counts one HTTP try to `url`.

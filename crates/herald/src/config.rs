@@ -54,6 +54,9 @@ pub struct Config {
     pub database_url: String,
     pub database_pool_size: u32,
     pub amqp_url: Option<Secret>,
+    pub amqp_queue: String,
+    pub amqp_prefetch: u16,
+    pub amqp_dead_letter_exchange: Option<String>,
     pub admin_token: Option<Secret>,
     pub master_key: Option<Secret>,
     #[serde(deserialize_with = "list_or_csv")]
@@ -173,6 +176,17 @@ impl Config {
                 "database_url",
                 "must be sqlite://PATH or postgres://...",
             ));
+        }
+        if let Some(url) = &self.amqp_url {
+            if !(url.expose().starts_with("amqp://") || url.expose().starts_with("amqps://")) {
+                return Err(bad("amqp_url", "must be amqp://... or amqps://..."));
+            }
+        }
+        if self.amqp_queue.is_empty() || self.amqp_queue.len() > 255 {
+            return Err(bad("amqp_queue", "must be 1 to 255 characters"));
+        }
+        if self.amqp_prefetch == 0 {
+            return Err(bad("amqp_prefetch", "must be at least 1"));
         }
         if !(2..=1000).contains(&self.database_pool_size) {
             return Err(bad("database_pool_size", "must be between 2 and 1000"));

@@ -23,14 +23,18 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, Overrides};
 
-/// Which parts of herald a process runs (`herald serve --api --workers`); all by
-/// default, so that one process is a whole herald.
+/// Which parts of herald a process runs (`herald serve --api --workers
+/// --consumer --metrics`); all by default, so that one process is a whole herald.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Components {
     /// The management API (health is always served).
     pub api: bool,
     /// The delivery workers.
     pub workers: bool,
+    /// The AMQP consumer (when `amqp_url` is set).
+    pub consumer: bool,
+    /// `/metrics`.
+    pub metrics: bool,
 }
 
 impl Default for Components {
@@ -38,6 +42,8 @@ impl Default for Components {
         Self {
             api: true,
             workers: true,
+            consumer: true,
+            metrics: true,
         }
     }
 }
@@ -45,6 +51,7 @@ impl Default for Components {
 /// A herald with its listener bound, ready to run.
 pub struct App {
     listener: TcpListener,
+    amqp: Option<herald_amqp::AmqpConfig>,
     state: Option<AppState>,
     engine: Engine,
     components: Components,
@@ -85,9 +92,17 @@ impl App {
             engine: engine.clone(),
             admin_token: config.admin_token.as_ref().map(|t| t.expose().to_string()),
             max_body_bytes: config.max_body_bytes,
+            broker: None,
         };
+        let amqp = config.amqp_url.as_ref().map(|url| herald_amqp::AmqpConfig {
+            url: url.expose().to_string(),
+            queue: config.amqp_queue.clone(),
+            prefetch: config.amqp_prefetch,
+            dead_letter_exchange: config.amqp_dead_letter_exchange.clone(),
+        });
         Ok(Self {
             listener,
+            amqp,
             state: Some(state),
             engine,
             components: Components::default(),
@@ -115,12 +130,34 @@ impl App {
     /// within the grace period.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr();
-        let Components { api, workers } = self.components;
-        tracing::info!(%addr, api, workers, "herald listening");
-        let state = self.state.take().expect("an app runs once");
-        let server = axum::serve(self.listener, herald_api::router(state, api))
+        let Components {
+            api,
+            workers,
+            consumer,
+            metrics,
+        } = self.components;
+        let mut state = self.state.take().expect("an app runs once");
+        let amqp = self.amqp.take().filter(|_| consumer);
+        let link: Option<herald_amqp::BrokerLink> = amqp.as_ref().map(|_| Default::default());
+        state.broker = link.clone();
+        tracing::info!(%addr, api, workers, consumer = amqp.is_some(), metrics, "herald listening");
+        let surfaces = herald_api::Surfaces {
+            management: api,
+            metrics,
+        };
+        let server = axum::serve(self.listener, herald_api::router(state, surfaces))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let engine = self.engine.clone();
+        // The consumer stops first on shutdown: what it took is committed and acked.
+        let consuming = match (amqp, link) {
+            (Some(config), Some(link)) => Some(tokio::spawn(herald_amqp::run(
+                engine.clone(),
+                config,
+                link,
+                shutdown.clone(),
+            ))),
+            _ => None,
+        };
         let delivering = async {
             if workers {
                 engine.run_workers(shutdown.clone()).await
@@ -141,6 +178,9 @@ impl App {
                 result
             }
         );
+        if let Some(consuming) = consuming {
+            consuming.await.context("the AMQP consumer failed")?;
+        }
         served.context("the HTTP server failed")?;
         worked.context("the delivery workers failed")?;
         tracing::info!("herald stopped");

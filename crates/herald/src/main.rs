@@ -34,22 +34,32 @@ struct ServeFlags {
     /// json or pretty.
     #[arg(long)]
     log_format: Option<String>,
-    /// Run the management API (with none of --api/--workers given, all run).
+    /// Run the management API (with none of --api/--workers/--consumer/--metrics
+    /// given, all run).
     #[arg(long)]
     api: bool,
     /// Run the delivery workers.
     #[arg(long)]
     workers: bool,
+    /// Run the AMQP consumer (seed 000's `--consumer`; needs HERALD_AMQP_URL).
+    #[arg(long)]
+    consumer: bool,
+    /// Serve /metrics (seed 000's `--metrics`).
+    #[arg(long)]
+    metrics: bool,
 }
 
 impl ServeFlags {
+    /// The parts named by flags; with none named, all of them.
     fn components(&self) -> herald::Components {
-        if !self.api && !self.workers {
+        if !(self.api || self.workers || self.consumer || self.metrics) {
             return herald::Components::default();
         }
         herald::Components {
             api: self.api,
             workers: self.workers,
+            consumer: self.consumer,
+            metrics: self.metrics,
         }
     }
 }

@@ -14,7 +14,10 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+}
+
+pub fn metrics_router() -> Router<Arc<AppState>> {
+    Router::new().route("/metrics", get(metrics))
 }
 
 /// Prometheus (OpenMetrics text) of every metric; unauthenticated.
@@ -32,15 +35,24 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready when the store answers and, when this process consumes AMQP, the broker
+/// link is up.
 async fn readyz(state: State) -> (StatusCode, Json<Value>) {
-    match state.engine.store().ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({"status": "ready", "store": "ok"})),
-        ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "store": e.to_string()})),
-        ),
-    }
+    let store = state.engine.store().ping().await;
+    let broker = state
+        .broker
+        .as_ref()
+        .map(|b| b.load(std::sync::atomic::Ordering::Acquire));
+    let ready = store.is_ok() && broker != Some(false);
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "store": store.map_or_else(|e| e.to_string(), |()| "ok".into()),
+        "broker": broker.map(|up| if up { "connected" } else { "disconnected" }),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
 }

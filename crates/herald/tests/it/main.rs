@@ -13,6 +13,16 @@ macro_rules! herald_test {
     };
 }
 
+macro_rules! amqp_test {
+    ($(#[$meta:meta])* async fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr(not(herald_amqp), ignore = "set HERALD_TEST_AMQP_URL to run the RabbitMQ tests")]
+        async fn $name() $body
+    };
+}
+
+mod amqp;
 mod api;
 mod cli;
 mod config;

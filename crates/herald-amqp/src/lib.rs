@@ -1,0 +1,282 @@
+//! herald's AMQP adapter: consumes seed 000's contract from RabbitMQ.
+//!
+//! Messages on the durable queue (default `callbacks`, default exchange, routing key
+//! = queue name) with `type: SendCallback` (body `target_url`, `target_method`,
+//! `hmac_secret`, `payload`) become ad-hoc callbacks; `type: PublishEvent` (body
+//! `tenant`, `event_type`, `payload`, `idempotency_key`?) fans out to the tenant's
+//! endpoints. Both go through the same engine functions as HTTP.
+//!
+//! A message is acked only after its ingest is committed. A message that can never
+//! be ingested (not JSON, a missing field, an unknown type, a bad URL, an unknown
+//! tenant) is rejected without requeue (to the dead-letter exchange when one is
+//! configured), logged and counted, and the consumer goes on. When the store fails,
+//! the message is requeued after a pause. A lost connection is retried with capped
+//! exponential backoff and jitter, counted in `amqp_reconnects_total`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+use herald_core::message::{CallbackSpec, MessageSpec};
+use herald_core::TenantId;
+use herald_engine::{Engine, EngineError};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Connection, ConnectionProperties};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Where and how to consume.
+#[derive(Clone, Debug)]
+pub struct AmqpConfig {
+    pub url: String,
+    pub queue: String,
+    /// Unacknowledged messages the broker may hand over at once.
+    pub prefetch: u16,
+    /// Where rejected messages go (`x-dead-letter-exchange` of the queue).
+    pub dead_letter_exchange: Option<String>,
+}
+
+/// Whether the consumer holds a live link to the broker (for `/readyz`).
+pub type BrokerLink = Arc<AtomicBool>;
+
+/// `PublishEvent`'s body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishEvent {
+    tenant: String,
+    event_type: String,
+    payload: serde_json::Value,
+    idempotency_key: Option<String>,
+    headers: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// What a broker message asks for.
+enum Request {
+    Callback(CallbackSpec),
+    Event(TenantId, MessageSpec),
+}
+
+/// Reads a broker message, or says why it can never be ingested.
+fn parse(delivery: &Delivery) -> Result<Request, String> {
+    let props = &delivery.properties;
+    if let Some(ct) = props.content_type() {
+        if !ct.as_str().starts_with("application/json") {
+            return Err(format!(
+                "content_type `{}` is not application/json",
+                ct.as_str()
+            ));
+        }
+    }
+    let kind = props
+        .kind()
+        .as_ref()
+        .map(|k| k.as_str().to_string())
+        .ok_or("the message has no `type`")?;
+    let message_id = props.message_id().as_ref().map(|m| m.as_str().to_string());
+    match kind.as_str() {
+        "SendCallback" => {
+            let mut spec: CallbackSpec = serde_json::from_slice(&delivery.data)
+                .map_err(|e| format!("SendCallback body: {e}"))?;
+            spec.idempotency_key = spec.idempotency_key.or(message_id);
+            Ok(Request::Callback(spec))
+        }
+        "PublishEvent" => {
+            let body: PublishEvent = serde_json::from_slice(&delivery.data)
+                .map_err(|e| format!("PublishEvent body: {e}"))?;
+            let tenant = TenantId::parse(&body.tenant, "tenant").map_err(|e| e.to_string())?;
+            Ok(Request::Event(
+                tenant,
+                MessageSpec {
+                    event_type: body.event_type,
+                    payload: body.payload,
+                    idempotency_key: body.idempotency_key.or(message_id),
+                    headers: body.headers,
+                    context: None,
+                    endpoint_ids: None,
+                },
+            ))
+        }
+        other => Err(format!(
+            "unknown type `{other}` (expected SendCallback or PublishEvent)"
+        )),
+    }
+}
+
+/// What became of one broker message.
+enum Fate {
+    Committed,
+    /// Can never be ingested: reject without requeue.
+    Poison(String),
+    /// The store failed: requeue after a pause.
+    Retry(String),
+}
+
+async fn ingest(engine: &Engine, delivery: &Delivery) -> Fate {
+    let request = match parse(delivery) {
+        Ok(r) => r,
+        Err(reason) => return Fate::Poison(reason),
+    };
+    let result = match request {
+        Request::Callback(spec) => match spec.parse() {
+            Ok((message, target)) => engine.callback(message, target).await,
+            Err(e) => return Fate::Poison(e.to_string()),
+        },
+        Request::Event(tenant, spec) => match spec.parse() {
+            Ok(message) => engine.ingest(&tenant, message).await,
+            Err(e) => return Fate::Poison(e.to_string()),
+        },
+    };
+    match result {
+        Ok(_) => Fate::Committed,
+        Err(EngineError::Store(e)) => Fate::Retry(e.to_string()),
+        Err(e) => Fate::Poison(e.to_string()),
+    }
+}
+
+async fn handle(engine: Engine, delivery: Delivery) {
+    let metrics = engine.metrics().clone();
+    let tag = delivery.delivery_tag;
+    let settled = match ingest(&engine, &delivery).await {
+        Fate::Committed => {
+            metrics.amqp_message("accepted");
+            delivery.ack(BasicAckOptions::default()).await
+        }
+        Fate::Poison(reason) => {
+            tracing::warn!(delivery_tag = tag, reason = %reason, "rejecting an AMQP message that cannot be ingested");
+            metrics.amqp_message("rejected");
+            delivery.reject(BasicRejectOptions { requeue: false }).await
+        }
+        Fate::Retry(reason) => {
+            tracing::warn!(delivery_tag = tag, reason = %reason, "store unavailable; the AMQP message goes back to the queue");
+            metrics.amqp_message("requeued");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                })
+                .await
+        }
+    };
+    if let Err(e) = settled {
+        // The broker redelivers what was not settled.
+        tracing::warn!(delivery_tag = tag, error = %e, "cannot settle an AMQP message");
+    }
+}
+
+/// Why a connection's life ended, and whether it got as far as consuming.
+struct Lost {
+    consumed: bool,
+    error: lapin::Error,
+}
+
+/// One connection's life: declare, consume until the link drops or `shutdown`.
+async fn consume(
+    engine: &Engine,
+    config: &AmqpConfig,
+    link: &BrokerLink,
+    shutdown: &CancellationToken,
+) -> Result<(), Lost> {
+    let early = |error| Lost {
+        consumed: false,
+        error,
+    };
+    let connection = Connection::connect(&config.url, ConnectionProperties::default())
+        .await
+        .map_err(early)?;
+    let channel = connection.create_channel().await.map_err(early)?;
+    let mut arguments = FieldTable::default();
+    if let Some(dlx) = &config.dead_letter_exchange {
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(dlx.as_str().into()),
+        );
+    }
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(config.queue.as_str().into(), options, arguments)
+        .await
+        .map_err(early)?;
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(early)?;
+    let mut consumer = channel
+        .basic_consume(
+            config.queue.as_str().into(),
+            "herald".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(early)?;
+    link.store(true, Ordering::Release);
+    tracing::info!(queue = %config.queue, prefetch = config.prefetch, "consuming from AMQP");
+    let handlers = TaskTracker::new();
+    let ended = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break Ok(()),
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    handlers.spawn(handle(engine.clone(), delivery));
+                }
+                Some(Err(error)) => break Err(Lost { consumed: true, error }),
+                None => break Err(Lost {
+                    consumed: true,
+                    error: lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed)),
+                }),
+            }
+        }
+    };
+    link.store(false, Ordering::Release);
+    // Let what is being ingested finish and settle; the rest returns to the queue.
+    handlers.close();
+    handlers.wait().await;
+    if ended.is_ok() {
+        let _ = connection.close(200, "herald is stopping".into()).await;
+    }
+    ended
+}
+
+/// Consumes until `shutdown`, reconnecting with capped, jittered backoff.
+pub async fn run(
+    engine: Engine,
+    config: AmqpConfig,
+    link: BrokerLink,
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0u32;
+    loop {
+        match consume(&engine, &config, &link, &shutdown).await {
+            Ok(()) => return,
+            Err(Lost { consumed, error }) => {
+                link.store(false, Ordering::Release);
+                // A link that had come up starts its backoff afresh.
+                failures = if consumed {
+                    1
+                } else {
+                    failures.saturating_add(1)
+                };
+                tracing::warn!(error = %error, failures, "AMQP link lost; reconnecting");
+            }
+        }
+        let base = Duration::from_millis(100) * 2u32.pow(failures.min(8));
+        let capped = base.min(Duration::from_secs(30));
+        let wait = capped.mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..1.0));
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        engine.metrics().amqp_reconnects.inc();
+    }
+}
