@@ -210,9 +210,25 @@ impl Engine {
     }
 
     fn send(&self, command: Command) {
-        // Without a running scheduler (a process without workers) commands wait in
-        // the channel; the store stays the source of truth either way.
-        let _ = self.inner.commands.send(command);
+        // A process that does not deliver has no scheduler to tell: what it commits
+        // belongs to nobody, and a delivering process adopts it from the store.
+        if self.inner.delivering.load(Ordering::Acquire) {
+            let _ = self.inner.commands.send(command);
+        }
+    }
+
+    /// Announces this node as delivering, so that from now on what this process
+    /// commits is its own to send. Call before taking ingests; `run_workers` calls
+    /// it when it was not.
+    pub async fn register_workers(&self) -> EngineResult<()> {
+        if !self.inner.delivering.load(Ordering::Acquire) {
+            self.inner
+                .store
+                .register_node(&self.inner.node, now_ms())
+                .await?;
+            self.inner.delivering.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     async fn jobs(
@@ -276,8 +292,7 @@ impl Engine {
             ));
         };
         let node = self.inner.node.clone();
-        self.inner.store.register_node(&node, now_ms()).await?;
-        self.inner.delivering.store(true, Ordering::Release);
+        self.register_workers().await?;
         tracing::info!(node = %node, "delivery workers starting");
         let scheduler = Scheduler::new(
             receiver,

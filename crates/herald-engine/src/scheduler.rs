@@ -178,6 +178,8 @@ pub(crate) struct Scheduler {
     /// Every open delivery held here, with the generation of its current copy;
     /// a heap or queue entry of another generation is stale and skipped.
     known: HashMap<DeliveryId, u64>,
+    /// Schedules that arrived for a delivery already held, by id.
+    deferred: HashMap<DeliveryId, (Job, Option<Arc<Endpoint>>)>,
     next_generation: u64,
     timers: BinaryHeap<Reverse<Timed>>,
     wakes: BinaryHeap<Reverse<(Millis, LaneKey)>>,
@@ -205,6 +207,7 @@ impl Scheduler {
             config,
             worker,
             known: HashMap::new(),
+            deferred: HashMap::new(),
             next_generation: 1,
             timers: BinaryHeap::new(),
             wakes: BinaryHeap::new(),
@@ -277,24 +280,22 @@ impl Scheduler {
     fn handle(&mut self, command: Command, now: Millis) {
         match command {
             Command::Schedule(jobs) => {
-                for (mut job, endpoint) in jobs {
+                for (job, endpoint) in jobs {
                     if self.known.contains_key(&job.delivery_id) {
+                        // Held already (say, adopted while a copy is in flight):
+                        // placed if the held copy ends without a retry.
+                        self.deferred
+                            .insert(job.delivery_id.clone(), (job, endpoint));
                         continue;
                     }
-                    job.generation = self.next_generation;
-                    self.next_generation += 1;
-                    self.known.insert(job.delivery_id.clone(), job.generation);
-                    let key = job.lane();
-                    self.lanes
-                        .entry(key)
-                        .or_insert_with(|| Lane::new(endpoint, now));
-                    self.place(job, now);
+                    self.admit(job, endpoint, now);
                 }
             }
             Command::Finished(finished) => self.finish(*finished, now),
             Command::Close(ids) => {
                 for id in ids {
                     self.known.remove(&id);
+                    self.deferred.remove(&id);
                 }
             }
             Command::EndpointChanged(id, endpoint) => {
@@ -385,6 +386,7 @@ impl Scheduler {
         }
         match again_at {
             Some(at) if self.is_current(&job) => {
+                self.deferred.remove(&job.delivery_id);
                 job.due = at;
                 job.message = None;
                 self.place(job, now);
@@ -392,10 +394,24 @@ impl Scheduler {
             _ => {
                 if self.is_current(&job) {
                     self.known.remove(&job.delivery_id);
+                    if let Some((job, endpoint)) = self.deferred.remove(&job.delivery_id) {
+                        self.admit(job, endpoint, now);
+                    }
                 }
             }
         }
         self.mark_runnable(&key);
+    }
+
+    /// Takes a delivery in: a fresh generation, its lane, its place.
+    fn admit(&mut self, mut job: Job, endpoint: Option<Arc<Endpoint>>, now: Millis) {
+        job.generation = self.next_generation;
+        self.next_generation += 1;
+        self.known.insert(job.delivery_id.clone(), job.generation);
+        self.lanes
+            .entry(job.lane())
+            .or_insert_with(|| Lane::new(endpoint, now));
+        self.place(job, now);
     }
 
     /// Sends what may be sent now, lane by lane.

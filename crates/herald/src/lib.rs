@@ -148,6 +148,13 @@ impl App {
         let server = axum::serve(self.listener, herald_api::router(state, surfaces))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let engine = self.engine.clone();
+        if workers {
+            // Before the first ingest: what this process commits is then its own.
+            engine
+                .register_workers()
+                .await
+                .context("cannot register the delivery workers")?;
+        }
         // The consumer stops first on shutdown: what it took is committed and acked.
         let consuming = match (amqp, link) {
             (Some(config), Some(link)) => Some(tokio::spawn(herald_amqp::run(

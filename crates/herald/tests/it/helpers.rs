@@ -60,7 +60,12 @@ pub enum Backend {
 
 /// The test database, when the backend is PostgreSQL: a schema of its own.
 pub async fn test_schema() -> Option<TestSchema> {
-    match crate::BACKEND {
+    test_schema_for(crate::BACKEND).await
+}
+
+/// A schema of its own in the test database, for `backend` PostgreSQL.
+pub async fn test_schema_for(backend: Backend) -> Option<TestSchema> {
+    match backend {
         Backend::Sqlite => None,
         Backend::Postgres => {
             let url = std::env::var("HERALD_TEST_DATABASE_URL")
