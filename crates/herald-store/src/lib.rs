@@ -46,11 +46,43 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The storage every herald component shares: the four parts below, plus schema
 /// and health. Bring the parts into scope with `use herald_store::prelude::*`.
 #[async_trait]
-pub trait Store: TenantStore + EndpointStore + MessageStore + WorkStore {
+pub trait Store: TenantStore + EndpointStore + MessageStore + WorkStore + StatsStore {
     /// Brings the schema up to date; idempotent.
     async fn migrate(&self) -> StoreResult<()>;
     /// Whether the backend answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+}
+
+/// What monitoring reads, and retention.
+#[async_trait]
+pub trait StatsStore: Send + Sync + 'static {
+    /// Seed 003's per-tenant counters.
+    async fn tenant_stats(&self, tenant: &TenantId) -> StoreResult<TenantStats>;
+    /// Attempts since `since` (of one tenant, or all): counts by outcome and
+    /// latency percentiles.
+    async fn attempt_stats(
+        &self,
+        tenant: Option<&TenantId>,
+        since: Millis,
+    ) -> StoreResult<AttemptStats>;
+    /// Open deliveries now: how many wait, how many are being sent, and the due
+    /// time of the one waiting longest.
+    async fn open_stats(&self, now: Millis) -> StoreResult<OpenStats>;
+    /// Dead letters of every tenant (or one), newest first.
+    async fn recent_failures(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeadLetter>>;
+    /// Deletes up to `limit` finished messages created before `messages_before`
+    /// (with their deliveries and attempts) and up to `limit` attempts made before
+    /// `attempts_before`. A message with an open delivery is never deleted.
+    async fn purge(
+        &self,
+        messages_before: Millis,
+        attempts_before: Millis,
+        limit: u32,
+    ) -> StoreResult<Purged>;
 }
 
 #[async_trait]
@@ -178,7 +210,7 @@ pub trait WorkStore: Send + Sync + 'static {
 
 /// Convenient imports for callers of the store.
 pub mod prelude {
-    pub use crate::{EndpointStore, MessageStore, Store, TenantStore, WorkStore};
+    pub use crate::{EndpointStore, MessageStore, StatsStore, Store, TenantStore, WorkStore};
 }
 
 /// Limits a page request to 1..=500 (default 50) and asks for one row more, to

@@ -262,3 +262,85 @@ pub enum ReplaySelector {
     One(DeliveryId),
     Bulk(DeadLetterFilter),
 }
+
+/// Seed 003's per-tenant statistics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TenantStats {
+    /// Messages the tenant sent.
+    pub total_events: u64,
+    /// Deliveries that succeeded.
+    pub successful_events: u64,
+    /// Deliveries that failed for good (dead letters, cancelled ones excluded).
+    pub failed_events: u64,
+    /// Deliveries waiting for a retry (tried at least once, still open).
+    pub pending_retries: u64,
+    pub dead_letter_count: u64,
+    /// Mean duration of the tenant's HTTP tries.
+    pub avg_response_time_ms: f64,
+    /// Time of the latest message or try.
+    pub last_updated: Option<Millis>,
+}
+
+/// Attempts in a window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AttemptStats {
+    pub total: u64,
+    pub success: u64,
+    pub retry: u64,
+    pub failed: u64,
+    pub avg_ms: f64,
+    pub p50_ms: u64,
+    pub p95_ms: u64,
+    pub p99_ms: u64,
+    pub max_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct OpenStats {
+    pub pending: u64,
+    pub delivering: u64,
+    /// Due time of the pending delivery due longest ago (`None`: none is due).
+    pub oldest_due: Option<Millis>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Purged {
+    pub messages: u64,
+    pub attempts: u64,
+}
+
+/// The smallest id of a kind (`prefix`) that could have been made at `at`: ids
+/// are time-sortable, so `id < cutoff_id(…)` selects what was made before.
+pub fn cutoff_id(prefix: &str, at: Millis) -> String {
+    format!("{prefix}{}", ulid::Ulid::from_parts(at.max(0) as u64, 0))
+}
+
+/// The value at rank `p` (0..=1) of sorted `values`.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Counts and percentiles of attempts (outcome, duration).
+pub(crate) fn summarise(tries: Vec<(String, u64)>) -> AttemptStats {
+    let mut ms: Vec<u64> = tries.iter().map(|(_, d)| *d).collect();
+    ms.sort_unstable();
+    let count = |o: &str| tries.iter().filter(|(outcome, _)| outcome == o).count() as u64;
+    AttemptStats {
+        total: tries.len() as u64,
+        success: count("success"),
+        retry: count("retry"),
+        failed: count("failed"),
+        avg_ms: if ms.is_empty() {
+            0.0
+        } else {
+            ms.iter().sum::<u64>() as f64 / ms.len() as f64
+        },
+        p50_ms: percentile(&ms, 0.50),
+        p95_ms: percentile(&ms, 0.95),
+        p99_ms: percentile(&ms, 0.99),
+        max_ms: ms.last().copied().unwrap_or(0),
+    }
+}

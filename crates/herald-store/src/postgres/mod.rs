@@ -10,6 +10,7 @@ mod messages;
 mod resources;
 mod rows;
 mod schema;
+mod stats;
 pub mod test_schema;
 mod work;
 mod writer;

@@ -9,6 +9,7 @@ mod messages;
 mod resources;
 mod rows;
 mod schema;
+mod stats;
 mod work;
 mod writer;
 

@@ -45,4 +45,6 @@ conformance!(
     dead_letters_replay_with_a_fresh_budget,
     disable_endpoint_dead_letters_its_queue,
     attempts_are_listed_with_filters,
+    stats_count_what_happened,
+    purge_removes_old_finished_work_only,
 );

@@ -1,0 +1,152 @@
+//! Monitoring reads and retention on PostgreSQL.
+
+use async_trait::async_trait;
+use herald_core::TenantId;
+use sqlx::Row;
+
+use super::rows::{self, DELIVERY_COLUMNS};
+use super::{pg, PgStore, OPEN};
+use crate::*;
+
+#[async_trait]
+impl StatsStore for PgStore {
+    async fn tenant_stats(&self, tenant: &TenantId) -> StoreResult<TenantStats> {
+        let r = sqlx::query(&format!(
+            "SELECT (SELECT COUNT(*) FROM messages WHERE tenant_id = $1), \
+             (SELECT COUNT(*) FROM deliveries WHERE tenant_id = $1 AND status = 'succeeded'), \
+             (SELECT COUNT(*) FROM attempts WHERE tenant_id = $1 AND outcome <> 'success'), \
+             (SELECT COUNT(*) FROM deliveries WHERE tenant_id = $1 AND status IN {OPEN} AND attempts > 0), \
+             (SELECT COUNT(*) FROM deliveries WHERE tenant_id = $1 AND status = 'dead'), \
+             (SELECT AVG(duration_ms)::float8 FROM attempts WHERE tenant_id = $1), \
+             GREATEST((SELECT MAX(created_at) FROM messages WHERE tenant_id = $1), \
+                      (SELECT MAX(created_at) FROM attempts WHERE tenant_id = $1))"
+        ))
+        .bind(tenant.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(pg)?;
+        let count = |i: usize| r.try_get::<i64, _>(i).map(|n| n as u64).map_err(pg);
+        Ok(TenantStats {
+            total_events: count(0)?,
+            successful_events: count(1)?,
+            failed_events: count(2)?,
+            pending_retries: count(3)?,
+            dead_letter_count: count(4)?,
+            avg_response_time_ms: r.try_get::<Option<f64>, _>(5).map_err(pg)?.unwrap_or(0.0),
+            last_updated: r.try_get(6).map_err(pg)?,
+        })
+    }
+
+    async fn attempt_stats(
+        &self,
+        tenant: Option<&TenantId>,
+        since: Millis,
+    ) -> StoreResult<AttemptStats> {
+        let rows = sqlx::query("SELECT outcome, duration_ms FROM attempts WHERE id >= $1 AND ($2::text IS NULL OR tenant_id = $2)")
+            .bind(cutoff_id("att_", since))
+            .bind(tenant.map(|t| t.as_str()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg)?;
+        let tries = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>(0).map_err(pg)?,
+                    r.try_get::<i64, _>(1).map_err(pg)? as u64,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(summarise(tries))
+    }
+
+    async fn open_stats(&self, now: Millis) -> StoreResult<OpenStats> {
+        let r = sqlx::query(&format!(
+            "SELECT COUNT(*) FILTER (WHERE status = 'pending'), COUNT(*) FILTER (WHERE status = 'delivering'), \
+             MIN(next_attempt_at) FILTER (WHERE status = 'pending' AND next_attempt_at <= $1) \
+             FROM deliveries WHERE status IN {OPEN}"
+        ))
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(pg)?;
+        Ok(OpenStats {
+            pending: r.try_get::<i64, _>(0).map_err(pg)? as u64,
+            delivering: r.try_get::<i64, _>(1).map_err(pg)? as u64,
+            oldest_due: r.try_get(2).map_err(pg)?,
+        })
+    }
+
+    async fn recent_failures(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeadLetter>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS}, m.event_type, COALESCE(d.target_url, e.url, ''), \
+             (d.endpoint_id IS NULL OR NOT COALESCE(e.deleted, TRUE)) \
+             FROM deliveries d JOIN messages m ON m.id = d.message_id LEFT JOIN endpoints e ON e.id = d.endpoint_id \
+             WHERE d.status = 'dead' AND ($2::text IS NULL OR d.tenant_id = $2) ORDER BY d.dead_at DESC LIMIT $1"
+        ))
+        .bind(limit as i64)
+        .bind(tenant.map(|t| t.as_str()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeadLetter {
+                    delivery: rows::delivery(r, &self.key)?,
+                    event_type: r.try_get(14).map_err(pg)?,
+                    url: r.try_get(15).map_err(pg)?,
+                    replayable: r
+                        .try_get::<Option<bool>, _>(16)
+                        .map_err(pg)?
+                        .unwrap_or(false),
+                })
+            })
+            .collect()
+    }
+
+    async fn purge(
+        &self,
+        messages_before: Millis,
+        attempts_before: Millis,
+        limit: u32,
+    ) -> StoreResult<Purged> {
+        let attempts = sqlx::query(
+            "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE id < $1 LIMIT $2)",
+        )
+        .bind(cutoff_id("att_", attempts_before))
+        .bind(limit as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(pg)?
+        .rows_affected();
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        let old: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT m.id FROM messages m WHERE m.id < $1 AND NOT EXISTS \
+             (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.status IN {OPEN}) LIMIT $2 FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(cutoff_id("msg_", messages_before))
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(pg)?;
+        for table in ["attempts", "deliveries"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE message_id = ANY($1)"))
+                .bind(&old)
+                .execute(&mut *tx)
+                .await
+                .map_err(pg)?;
+        }
+        let messages = sqlx::query("DELETE FROM messages WHERE id = ANY($1)")
+            .bind(&old)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?
+            .rows_affected();
+        tx.commit().await.map_err(pg)?;
+        Ok(Purged { messages, attempts })
+    }
+}

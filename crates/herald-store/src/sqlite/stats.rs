@@ -1,0 +1,173 @@
+//! Monitoring reads and retention on SQLite.
+
+use async_trait::async_trait;
+use herald_core::TenantId;
+use rusqlite::{params, params_from_iter, Connection};
+
+use super::rows::{self, DELIVERY_COLUMNS};
+use super::{SqliteStore, OPEN};
+use crate::crypto::MasterKey;
+use crate::*;
+
+fn durations(
+    conn: &Connection,
+    tenant: Option<&str>,
+    since_id: &str,
+) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut params: Vec<rusqlite::types::Value> = vec![since_id.to_string().into()];
+    let mut sql = "SELECT outcome, duration_ms FROM attempts WHERE id >= ?1".to_string();
+    if let Some(t) = tenant {
+        sql.push_str(" AND tenant_id = ?2");
+        params.push(t.to_string().into());
+    }
+    conn.prepare(&sql)?
+        .query_map(params_from_iter(params), |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+        })?
+        .collect()
+}
+
+fn dead_letters(
+    conn: &Connection,
+    key: &MasterKey,
+    tenant: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<DeadLetter>> {
+    let mut params: Vec<rusqlite::types::Value> = vec![(limit as i64).into()];
+    let mut filter = String::new();
+    if let Some(t) = tenant {
+        filter = "AND d.tenant_id = ?2".into();
+        params.push(t.to_string().into());
+    }
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS}, m.event_type, COALESCE(d.target_url, e.url, ''), \
+         (d.endpoint_id IS NULL OR e.deleted = 0) \
+         FROM deliveries d JOIN messages m ON m.id = d.message_id LEFT JOIN endpoints e ON e.id = d.endpoint_id \
+         WHERE d.status = 'dead' {filter} ORDER BY d.dead_at DESC LIMIT ?1"
+    );
+    let found = conn
+        .prepare(&sql)?
+        .query_map(params_from_iter(params), |r| {
+            Ok(DeadLetter {
+                delivery: rows::delivery(r, key)?,
+                event_type: r.get(14)?,
+                url: r.get(15)?,
+                replayable: r.get::<_, Option<bool>>(16)?.unwrap_or(false),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(found)
+}
+
+#[async_trait]
+impl StatsStore for SqliteStore {
+    async fn tenant_stats(&self, tenant: &TenantId) -> StoreResult<TenantStats> {
+        let tenant = tenant.to_string();
+        self.read(move |conn| {
+            let row = conn.query_row(
+                &format!(
+                    "SELECT (SELECT COUNT(*) FROM messages WHERE tenant_id = ?1), \
+                     (SELECT COUNT(*) FROM deliveries WHERE tenant_id = ?1 AND status = 'succeeded'), \
+                     (SELECT COUNT(*) FROM attempts WHERE tenant_id = ?1 AND outcome != 'success'), \
+                     (SELECT COUNT(*) FROM deliveries WHERE tenant_id = ?1 AND status IN {OPEN} AND attempts > 0), \
+                     (SELECT COUNT(*) FROM deliveries WHERE tenant_id = ?1 AND status = 'dead'), \
+                     (SELECT AVG(duration_ms) FROM attempts WHERE tenant_id = ?1), \
+                     MAX(COALESCE((SELECT MAX(created_at) FROM messages WHERE tenant_id = ?1), 0), \
+                         COALESCE((SELECT MAX(created_at) FROM attempts WHERE tenant_id = ?1), 0))"
+                ),
+                [&tenant],
+                |r| {
+                    Ok(TenantStats {
+                        total_events: r.get::<_, i64>(0)? as u64,
+                        successful_events: r.get::<_, i64>(1)? as u64,
+                        failed_events: r.get::<_, i64>(2)? as u64,
+                        pending_retries: r.get::<_, i64>(3)? as u64,
+                        dead_letter_count: r.get::<_, i64>(4)? as u64,
+                        avg_response_time_ms: r.get::<_, Option<f64>>(5)?.unwrap_or(0.0),
+                        last_updated: Some(r.get::<_, i64>(6)?).filter(|t| *t > 0),
+                    })
+                },
+            )?;
+            Ok(row)
+        })
+        .await
+    }
+
+    async fn attempt_stats(
+        &self,
+        tenant: Option<&TenantId>,
+        since: Millis,
+    ) -> StoreResult<AttemptStats> {
+        let tenant = tenant.map(|t| t.to_string());
+        self.read(move |conn| {
+            Ok(summarise(durations(
+                conn,
+                tenant.as_deref(),
+                &cutoff_id("att_", since),
+            )?))
+        })
+        .await
+    }
+
+    async fn open_stats(&self, now: Millis) -> StoreResult<OpenStats> {
+        self.read(move |conn| {
+            Ok(conn.query_row(
+                &format!(
+                    "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'delivering'), 0), \
+                     MIN(CASE WHEN status = 'pending' AND next_attempt_at <= ?1 THEN next_attempt_at END) \
+                     FROM deliveries WHERE status IN {OPEN}"
+                ),
+                [now],
+                |r| {
+                    Ok(OpenStats {
+                        pending: r.get::<_, i64>(0)? as u64,
+                        delivering: r.get::<_, i64>(1)? as u64,
+                        oldest_due: r.get(2)?,
+                    })
+                },
+            )?)
+        })
+        .await
+    }
+
+    async fn recent_failures(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeadLetter>> {
+        let (tenant, key) = (tenant.map(|t| t.to_string()), self.key.clone());
+        self.read(move |conn| dead_letters(conn, &key, tenant.as_deref(), limit))
+            .await
+    }
+
+    async fn purge(
+        &self,
+        messages_before: Millis,
+        attempts_before: Millis,
+        limit: u32,
+    ) -> StoreResult<Purged> {
+        self.writer
+            .write(move |conn| {
+                let attempts = conn.execute(
+                    "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE id < ?1 LIMIT ?2)",
+                    params![cutoff_id("att_", attempts_before), limit],
+                )? as u64;
+                let old: Vec<String> = conn
+                    .prepare(&format!(
+                        "SELECT m.id FROM messages m WHERE m.id < ?1 AND NOT EXISTS \
+                         (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.status IN {OPEN}) LIMIT ?2"
+                    ))?
+                    .query_map(params![cutoff_id("msg_", messages_before), limit], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let mut gone = 0;
+                for id in &old {
+                    for table in ["attempts", "deliveries"] {
+                        conn.execute(&format!("DELETE FROM {table} WHERE message_id = ?1"), [id])?;
+                    }
+                    gone += conn.execute("DELETE FROM messages WHERE id = ?1", [id])? as u64;
+                }
+                Ok(Purged { messages: gone, attempts })
+            })
+            .await
+    }
+}
