@@ -125,11 +125,19 @@ async fn ingest(engine: &Engine, delivery: &Delivery) -> Fate {
     };
     let result = match request {
         Request::Callback(spec) => match spec.parse() {
-            Ok((message, target)) => engine.callback(message, target).await,
+            Ok((message, target)) => engine.callback(message, target).await.inspect(|i| {
+                if i.created {
+                    engine.metrics().ingested("amqp_callback");
+                }
+            }),
             Err(e) => return Fate::Poison(e.to_string()),
         },
         Request::Event(tenant, spec) => match spec.parse() {
-            Ok(message) => engine.ingest(&tenant, message).await,
+            Ok(message) => engine.ingest(&tenant, message).await.inspect(|i| {
+                if i.created {
+                    engine.metrics().ingested("amqp_event");
+                }
+            }),
             Err(e) => return Fate::Poison(e.to_string()),
         },
     };

@@ -38,6 +38,24 @@ pub struct Surfaces {
     pub metrics: bool,
 }
 
+/// Counts a management API request by its route template (bounded), method and
+/// status.
+async fn count_request(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    matched: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().as_str().to_string();
+    let response = next.run(request).await;
+    let route = matched.as_ref().map_or("unmatched", |m| m.as_str());
+    state
+        .engine
+        .metrics()
+        .api_request(&method, route, response.status().as_u16());
+    response
+}
+
 /// The HTTP surface: health always, `/metrics` and the management API as chosen
 /// (a process that only delivers can serve health alone).
 pub fn router(state: AppState, surfaces: Surfaces) -> Router {
@@ -48,7 +66,8 @@ pub fn router(state: AppState, surfaces: Surfaces) -> Router {
     }
     if surfaces.management {
         let guard = axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
-        router = router.merge(routes::router().layer(guard));
+        let count = axum::middleware::from_fn_with_state(state.clone(), count_request);
+        router = router.merge(routes::router().layer(guard).route_layer(count));
     }
     router
         .layer(DefaultBodyLimit::max(state.max_body_bytes))

@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{callbacks, dead_letters, endpoints, messages, tenants};
+use crate::routes::{callbacks, dead_letters, endpoints, messages, monitoring, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +35,10 @@ use crate::routes::{callbacks, dead_letters, endpoints, messages, tenants};
         dead_letters::replay_one,
         dead_letters::replay_bulk,
         callbacks::create,
+        monitoring::tenant_stats,
+        monitoring::window,
+        monitoring::health,
+        monitoring::failures,
     )
 )]
 pub struct ApiDoc;

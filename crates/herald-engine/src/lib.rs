@@ -69,6 +69,12 @@ pub struct EngineConfig {
     pub node_timeout: Duration,
     /// How often a node looks for orphaned work when nothing wakes it sooner.
     pub poll_interval: Duration,
+    /// Finished messages older than this are deleted, with their deliveries and attempts.
+    pub retention: Duration,
+    /// Attempt logs older than this are deleted, whatever their message.
+    pub attempt_retention: Duration,
+    /// How often the janitor runs.
+    pub janitor_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -90,6 +96,9 @@ impl Default for EngineConfig {
             lease_margin_seconds: 30.0,
             node_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
+            retention: Duration::from_secs(30 * 86_400),
+            attempt_retention: Duration::from_secs(7 * 86_400),
+            janitor_interval: Duration::from_secs(60),
         }
     }
 }
@@ -304,12 +313,63 @@ impl Engine {
             tokio::spawn(scheduler.run(shutdown.clone(), self.inner.config.shutdown_grace));
         tokio::join!(
             self.heartbeat(shutdown.clone()),
-            self.adopt(shutdown.clone())
+            self.adopt(shutdown.clone()),
+            self.run_janitor(shutdown.clone())
         );
         self.inner.delivering.store(false, Ordering::Release);
         running
             .await
             .map_err(|e| EngineError::Conflict(format!("the scheduler stopped: {e}")))
+    }
+
+    /// Whether this process delivers.
+    pub fn is_delivering(&self) -> bool {
+        self.inner.delivering.load(Ordering::Acquire)
+    }
+
+    /// Deletes what retention lets go, in small batches that leave room for the
+    /// hot path between them, every `janitor_interval` until `shutdown`.
+    pub async fn run_janitor(&self, shutdown: CancellationToken) {
+        const BATCH: u32 = 500;
+        let config = &self.inner.config;
+        loop {
+            loop {
+                let now = now_ms();
+                let messages_before = now - config.retention.as_millis() as i64;
+                let attempts_before = now - config.attempt_retention.as_millis() as i64;
+                match self
+                    .inner
+                    .store
+                    .purge(messages_before, attempts_before, BATCH)
+                    .await
+                {
+                    Ok(purged) => {
+                        if purged.messages + purged.attempts > 0 {
+                            tracing::info!(
+                                messages = purged.messages,
+                                attempts = purged.attempts,
+                                "retention: deleted"
+                            );
+                        }
+                        if purged.messages < BATCH as u64 && purged.attempts < BATCH as u64 {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention failed; trying again later");
+                        break;
+                    }
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(config.janitor_interval) => {}
+            }
+        }
     }
 
     async fn heartbeat(&self, shutdown: CancellationToken) {

@@ -12,8 +12,10 @@ use std::sync::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Distinct `target` label values before the rest become `other`.
 pub const MAX_TARGETS: usize = 100;
@@ -26,6 +28,18 @@ pub struct StatusLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabel {
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,6 +60,18 @@ pub struct Metrics {
     pub amqp_reconnects: Counter,
     /// Broker messages by fate: accepted (committed), rejected (poison), requeued.
     pub amqp_messages: Family<OutcomeLabel, Counter>,
+    /// HTTP tries by what they meant: success, retry, failed.
+    pub attempts: Family<OutcomeLabel, Counter>,
+    /// Deliveries that became dead letters.
+    pub dead_letters: Counter,
+    /// Messages committed, by the path they came in on.
+    pub ingested: Family<PathLabel, Counter>,
+    /// Management API requests by route template and status.
+    pub api_requests: Family<RequestLabels, Counter>,
+    pub pending: Gauge,
+    pub in_flight: Gauge,
+    /// How long the pending delivery due longest ago has waited.
+    pub oldest_due_age: Gauge<f64, AtomicU64>,
     targets: Mutex<HashSet<String>>,
 }
 
@@ -101,6 +127,56 @@ impl Metrics {
             "AMQP messages consumed, by fate",
             amqp_messages.clone(),
         );
+        let attempts = Family::<OutcomeLabel, Counter>::default();
+        for outcome in ["success", "retry", "failed"] {
+            let _ = attempts.get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            });
+        }
+        let ingested = Family::<PathLabel, Counter>::default();
+        for path in ["http", "http_callback", "amqp_callback", "amqp_event"] {
+            let _ = ingested.get_or_create(&PathLabel { path: path.into() });
+        }
+        let dead_letters = Counter::default();
+        let api_requests = Family::<RequestLabels, Counter>::default();
+        let pending = Gauge::default();
+        let in_flight = Gauge::default();
+        let oldest_due_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "herald_attempts",
+            "HTTP tries by outcome (success, retry, failed)",
+            attempts.clone(),
+        );
+        registry.register(
+            "herald_dead_letters",
+            "Deliveries that became dead letters",
+            dead_letters.clone(),
+        );
+        registry.register(
+            "herald_messages_ingested",
+            "Messages committed, by ingest path",
+            ingested.clone(),
+        );
+        registry.register(
+            "herald_api_requests",
+            "Management API requests, by route and status",
+            api_requests.clone(),
+        );
+        registry.register(
+            "herald_deliveries_pending",
+            "Deliveries waiting to be sent",
+            pending.clone(),
+        );
+        registry.register(
+            "herald_deliveries_in_flight",
+            "Deliveries being sent",
+            in_flight.clone(),
+        );
+        registry.register(
+            "herald_oldest_due_delivery_age_seconds",
+            "How long the pending delivery due longest ago has waited",
+            oldest_due_age.clone(),
+        );
         Self {
             registry,
             callback_total,
@@ -108,8 +184,48 @@ impl Metrics {
             hmac_errors,
             amqp_reconnects,
             amqp_messages,
+            attempts,
+            dead_letters,
+            ingested,
+            api_requests,
+            pending,
+            in_flight,
+            oldest_due_age,
             targets: Mutex::default(),
         }
+    }
+
+    /// Counts one HTTP try by what it meant.
+    pub fn attempt(&self, outcome: &str) {
+        self.attempts
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Counts one committed message.
+    pub fn ingested(&self, path: &str) {
+        self.ingested
+            .get_or_create(&PathLabel { path: path.into() })
+            .inc();
+    }
+
+    /// Counts one API request.
+    pub fn api_request(&self, method: &str, route: &str, status: u16) {
+        let labels = RequestLabels {
+            method: method.into(),
+            route: route.into(),
+            status: status.to_string(),
+        };
+        self.api_requests.get_or_create(&labels).inc();
+    }
+
+    /// Sets the gauges of open work from the store's view.
+    pub fn set_open(&self, pending: u64, in_flight: u64, oldest_due_age_seconds: f64) {
+        self.pending.set(pending as i64);
+        self.in_flight.set(in_flight as i64);
+        self.oldest_due_age.set(oldest_due_age_seconds);
     }
 
     /// Counts one consumed broker message.

@@ -321,6 +321,11 @@ async fn record(
         NextState::DisableEndpoint { endpoint_id, .. } => Some(endpoint_id.clone()),
         _ => None,
     };
+    let dies = matches!(
+        next,
+        NextState::Dead { .. } | NextState::DisableEndpoint { .. }
+    );
+    let tried = attempt.outcome.clone();
     let outcome = Outcome {
         attempt,
         next,
@@ -328,6 +333,10 @@ async fn record(
     };
     match ctx.store.record_outcome(outcome, &ctx.node).await {
         Ok(OutcomeApplied::Applied { also_dead }) => {
+            ctx.metrics.attempt(&tried);
+            if dies {
+                ctx.metrics.dead_letters.inc_by(1 + also_dead.len() as u64);
+            }
             job.attempts = attempts;
             let endpoint = match disabled {
                 Some(id) => ctx.cache.reload_endpoint(&id, &job.tenant_id).await,
@@ -341,7 +350,10 @@ async fn record(
                 endpoint,
             }
         }
-        Ok(OutcomeApplied::Stale) => done(job, signal),
+        Ok(OutcomeApplied::Stale) => {
+            ctx.metrics.attempt(&tried);
+            done(job, signal)
+        }
         Err(e) => {
             tracing::error!(delivery_id = %job.delivery_id, error = %e, "cannot record an attempt; it will be repeated");
             Finished {

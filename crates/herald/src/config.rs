@@ -70,6 +70,9 @@ pub struct Config {
     pub node_timeout_seconds: f64,
     pub lease_margin_seconds: f64,
     pub poll_interval_seconds: f64,
+    pub retention_seconds: f64,
+    pub attempt_retention_seconds: f64,
+    pub janitor_interval_seconds: f64,
     pub connect_timeout_seconds: f64,
     pub timeout_seconds: f64,
     pub max_in_flight: u32,
@@ -226,6 +229,9 @@ impl Config {
             ("node_timeout_seconds", self.node_timeout_seconds),
             ("lease_margin_seconds", self.lease_margin_seconds),
             ("poll_interval_seconds", self.poll_interval_seconds),
+            ("retention_seconds", self.retention_seconds),
+            ("attempt_retention_seconds", self.attempt_retention_seconds),
+            ("janitor_interval_seconds", self.janitor_interval_seconds),
             (
                 "circuit_breaker.open_seconds",
                 self.circuit_breaker.open_seconds,
@@ -333,6 +339,9 @@ impl Config {
             lease_margin_seconds: self.lease_margin_seconds,
             node_timeout: Duration::from_secs_f64(self.node_timeout_seconds),
             poll_interval: Duration::from_secs_f64(self.poll_interval_seconds),
+            retention: Duration::from_secs_f64(self.retention_seconds),
+            attempt_retention: Duration::from_secs_f64(self.attempt_retention_seconds),
+            janitor_interval: Duration::from_secs_f64(self.janitor_interval_seconds),
             ..EngineConfig::default()
         })
     }

@@ -27,6 +27,9 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<MessageOut>)> {
     let (message, target) = spec.parse()?;
     let ingested = state.engine.callback(message, target).await?;
+    if ingested.created {
+        state.engine.metrics().ingested("http_callback");
+    }
     let status = if ingested.created {
         StatusCode::ACCEPTED
     } else {

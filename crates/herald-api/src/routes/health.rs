@@ -20,8 +20,19 @@ pub fn metrics_router() -> Router<Arc<AppState>> {
     Router::new().route("/metrics", get(metrics))
 }
 
-/// Prometheus (OpenMetrics text) of every metric; unauthenticated.
+/// Prometheus (OpenMetrics text) of every metric; unauthenticated. The gauges of
+/// open work are read from the store at each scrape.
 async fn metrics(state: State) -> impl axum::response::IntoResponse {
+    let now = chrono::Utc::now().timestamp_millis();
+    if let Ok(open) = state.engine.store().open_stats(now).await {
+        let age = open
+            .oldest_due
+            .map_or(0.0, |due| (now - due).max(0) as f64 / 1000.0);
+        state
+            .engine
+            .metrics()
+            .set_open(open.pending, open.delivering, age);
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

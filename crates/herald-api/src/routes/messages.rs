@@ -43,6 +43,9 @@ pub async fn create(
     let tenant = super::tenant_id(&tid)?;
     let parsed = spec.parse()?;
     let ingested = state.engine.ingest(&tenant, parsed).await?;
+    if ingested.created {
+        state.engine.metrics().ingested("http");
+    }
     let status = if ingested.created {
         StatusCode::CREATED
     } else {

@@ -5,6 +5,7 @@ pub mod dead_letters;
 pub mod endpoints;
 pub mod health;
 pub mod messages;
+pub mod monitoring;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .merge(messages::router())
         .merge(dead_letters::router())
         .merge(callbacks::router())
+        .merge(monitoring::router())
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(crate::openapi::document),
