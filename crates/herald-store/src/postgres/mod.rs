@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use herald_core::endpoint::Endpoint;
 use herald_core::DeliveryId;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::Row;
+use sqlx::{ConnectOptions, Row};
 use tokio::sync::Notify;
 
 use self::rows::DELIVERY_COLUMNS;
@@ -73,7 +73,9 @@ impl PgStore {
     /// `?options=-c%20search_path%3Dname` in the URL).
     pub async fn open(url: &str, pool_size: u32, key: MasterKey) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?
+            // Statements may carry data; herald logs what it does itself.
+            .disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(2))
             .acquire_timeout(Duration::from_secs(5))

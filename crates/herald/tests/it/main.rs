@@ -29,6 +29,7 @@ mod config;
 mod crash;
 mod delivery;
 mod helpers;
+mod observability;
 mod pacing;
 mod secrets;
 mod signing;

@@ -23,6 +23,8 @@ mod cluster;
 mod delivery;
 #[path = "../it/helpers.rs"]
 mod helpers;
+#[path = "../it/observability.rs"]
+mod observability;
 #[path = "../it/pacing.rs"]
 mod pacing;
 #[path = "../it/secrets.rs"]
