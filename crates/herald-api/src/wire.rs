@@ -233,6 +233,8 @@ pub struct AttemptOut {
     pub url: String,
     /// Secrets redacted.
     pub request_headers: Vec<(String, String)>,
+    /// At most the first 4 KiB of the body sent.
+    pub request_body: Option<String>,
     pub response_status: Option<u16>,
     pub response_headers: Vec<(String, String)>,
     /// At most the first 4 KiB.
@@ -256,6 +258,7 @@ impl From<Attempt> for AttemptOut {
             method: a.method,
             url: a.url,
             request_headers: a.request_headers,
+            request_body: a.request_body,
             response_status: a.response_status,
             response_headers: a.response_headers,
             response_body: a.response_body,

@@ -145,6 +145,7 @@ pub(crate) async fn attempt(
         Ok((body, signed))
     });
     let started = Instant::now();
+    let sent: Option<String>;
     let (result, answer_headers, answer_body, error_kind, error) = match prepared {
         Err((kind, reason)) => {
             let attempt = log_attempt(
@@ -171,6 +172,8 @@ pub(crate) async fn attempt(
             .await;
         }
         Ok((body, signature_headers)) => {
+            let limit = body.len().min(ctx.config.response_body_limit);
+            sent = Some(String::from_utf8_lossy(&body[..limit]).into_owned());
             headers.extend(signature_headers);
             if let Some(auth) = &plan.auth {
                 headers.push(auth.clone());
@@ -281,7 +284,7 @@ pub(crate) async fn attempt(
         error = error.as_deref(),
         "delivery attempt"
     );
-    let attempt = log_attempt(
+    let mut attempt = log_attempt(
         &job,
         &plan,
         &headers,
@@ -294,6 +297,7 @@ pub(crate) async fn attempt(
         error_kind,
         error,
     );
+    attempt.request_body = sent;
     record(&ctx, job, attempt, next, again_at, signal).await
 }
 
@@ -527,5 +531,6 @@ fn log_attempt(
         error_kind: error_kind.map(str::to_string),
         error,
         created_at: now_ms(),
+        request_body: None,
     }
 }

@@ -168,6 +168,9 @@ pub struct Attempt {
     pub response_status: Option<u16>,
     pub response_headers: Vec<(String, String)>,
     pub response_body: Option<String>,
+    /// The first 4 KiB of the body sent.
+    #[serde(default)]
+    pub request_body: Option<String>,
     pub duration_ms: u64,
     /// `success`, `retry` or `failed`.
     pub outcome: String,

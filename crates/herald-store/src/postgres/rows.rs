@@ -18,7 +18,7 @@ pub(crate) const MESSAGE_COLUMNS: &str =
 
 pub(crate) const ATTEMPT_COLUMNS: &str = "id, delivery_id, message_id, tenant_id, endpoint_id, \
     attempt, method, url, request_headers, response_status, response_headers, response_body, \
-    duration_ms, outcome, error_kind, error, created_at";
+    duration_ms, outcome, error_kind, error, created_at, request_body";
 
 pub(crate) const TENANT_COLUMNS: &str = "id, name, retry_policy, created_at, updated_at";
 
@@ -104,6 +104,7 @@ pub(crate) fn attempt(row: &PgRow) -> StoreResult<Attempt> {
         error_kind: get(row, 14)?,
         error: get(row, 15)?,
         created_at: get(row, 16)?,
+        request_body: get(row, 17)?,
     })
 }
 

@@ -89,6 +89,9 @@ CREATE INDEX attempts_tenant ON attempts (tenant_id, id);
 ALTER TABLE endpoints ADD COLUMN url TEXT;
 ALTER TABLE deliveries ADD COLUMN target_url TEXT;
 "#,
+    r#"
+ALTER TABLE attempts ADD COLUMN request_body TEXT;
+"#,
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

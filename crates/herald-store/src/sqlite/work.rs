@@ -129,7 +129,7 @@ impl WorkStore for SqliteStore {
 
 fn insert_attempt(conn: &Connection, a: &Attempt) -> StoreResult<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        "INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
     ))?
     .execute(params![
         a.id.as_str(),
@@ -148,7 +148,8 @@ fn insert_attempt(conn: &Connection, a: &Attempt) -> StoreResult<()> {
         a.outcome,
         a.error_kind,
         a.error,
-        a.created_at
+        a.created_at,
+        a.request_body
     ])?;
     Ok(())
 }

@@ -688,6 +688,7 @@ pub async fn attempts_are_listed_with_filters(store: Arc<dyn Store>) {
         a.response_headers,
         vec![("content-type".to_string(), "text/plain".to_string())]
     );
+    assert_eq!(a.request_body.as_deref(), Some(r#"{"a":1}"#));
     let by_message = AttemptFilter {
         message_id: Some(other.message_id.clone()),
         ..Default::default()

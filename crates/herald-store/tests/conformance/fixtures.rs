@@ -122,6 +122,7 @@ pub fn attempt(d: &Delivery, number: u32, outcome: &str, at: Millis) -> Attempt 
         error_kind: None,
         error: None,
         created_at: at,
+        request_body: Some(r#"{"a":1}"#.into()),
     }
 }
 

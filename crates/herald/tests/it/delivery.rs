@@ -53,6 +53,8 @@ async fn a_2xx_succeeds_on_the_first_attempt() {
     let log = attempts(&app, "acme", &id).await;
     assert_eq!(log.len(), 1);
     assert_eq!(log[0]["response_status"], 200);
+    assert_eq!(log[0]["request_body"], r#"{"a":{"c":3,"d":2},"b":1}"#);
+    assert_eq!(log[0]["response_body"], "ok");
     assert_eq!(log[0]["outcome"], "success");
 }
 }
