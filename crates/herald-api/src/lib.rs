@@ -61,6 +61,9 @@ async fn count_request(
 pub fn router(state: AppState, surfaces: Surfaces) -> Router {
     let state = Arc::new(state);
     let mut router = Router::new().merge(routes::health::router());
+    if surfaces.management {
+        router = router.merge(routes::seed003::open_router());
+    }
     if surfaces.metrics {
         router = router.merge(routes::health::metrics_router());
     }

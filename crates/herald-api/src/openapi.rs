@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{callbacks, dead_letters, endpoints, messages, monitoring, tenants};
+use crate::routes::{callbacks, dead_letters, endpoints, messages, monitoring, seed003, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +35,14 @@ use crate::routes::{callbacks, dead_letters, endpoints, messages, monitoring, te
         dead_letters::replay_one,
         dead_letters::replay_bulk,
         callbacks::create,
+        seed003::configure,
+        seed003::send,
+        seed003::configs,
+        seed003::metrics,
+        seed003::dead_letters,
+        seed003::retry,
+        seed003::remove,
+        seed003::receive,
         monitoring::tenant_stats,
         monitoring::window,
         monitoring::health,

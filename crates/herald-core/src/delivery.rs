@@ -58,6 +58,14 @@ pub struct AdHocTarget {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub retry_policy: Option<RetryPolicy>,
+    #[serde(default)]
+    pub auth: crate::endpoint::TargetAuth,
+    /// Total timeout; `None`: the configured default.
+    #[serde(default)]
+    pub timeout_seconds: Option<f64>,
+    /// `None`: herald's own.
+    #[serde(default)]
+    pub user_agent: Option<String>,
 }
 
 /// Summary of a message's deliveries for polling (seed 001): `pending` while any is

@@ -129,6 +129,9 @@ impl CallbackSpec {
             },
             headers: BTreeMap::new(),
             retry_policy,
+            auth: Default::default(),
+            timeout_seconds: None,
+            user_agent: None,
         };
         let message = ParsedMessage {
             event_type: EventType::from_stored(CALLBACK_EVENT_TYPE.into()),

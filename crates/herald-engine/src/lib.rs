@@ -491,7 +491,8 @@ impl Engine {
         self.commit(stored, deliveries, ordered).await
     }
 
-    /// An ad-hoc callback (seed 000): one delivery to the URL given with the message.
+    /// An ad-hoc callback (seed 000): one delivery to the URL given with the
+    /// message, under the callbacks tenant (made when missing).
     pub async fn callback(
         &self,
         message: ParsedMessage,
@@ -516,9 +517,28 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
-        let stored = stored_message(&tenant, &message);
+        self.ingest_adhoc(&tenant, message, target).await
+    }
+
+    /// A message of `tenant` delivered to one ad-hoc target instead of the tenant's
+    /// endpoints (seed 003's `target_url`).
+    pub async fn ingest_adhoc(
+        &self,
+        tenant: &TenantId,
+        message: ParsedMessage,
+        target: AdHocTarget,
+    ) -> EngineResult<Ingested> {
+        self.inner
+            .cache
+            .tenant(tenant)
+            .await?
+            .ok_or(EngineError::NotFound("tenant"))?;
+        let timeout = target
+            .timeout_seconds
+            .unwrap_or(self.inner.config.adhoc_timeout_seconds);
+        let stored = stored_message(tenant, &message);
         let mut delivery = Delivery::new(&stored, None, Some(target), stored.created_at);
-        self.claim_at_ingest(&mut delivery, self.inner.config.adhoc_timeout_seconds);
+        self.claim_at_ingest(&mut delivery, timeout);
         self.commit(stored, vec![delivery], false).await
     }
 

@@ -414,10 +414,14 @@ fn plan<'a>(
         method: &target.method,
         signature: &target.signature,
         extra_headers: target.headers.iter().collect(),
-        auth: None,
-        user_agent: &config.user_agent,
-        connect_timeout: config.adhoc_connect_timeout_seconds,
-        timeout: config.adhoc_timeout_seconds,
+        auth: target.auth.header(),
+        user_agent: target.user_agent.as_deref().unwrap_or(&config.user_agent),
+        connect_timeout: config
+            .adhoc_connect_timeout_seconds
+            .min(target.timeout_seconds.unwrap_or(f64::MAX)),
+        timeout: target
+            .timeout_seconds
+            .unwrap_or(config.adhoc_timeout_seconds),
         on_exhausted: OnExhausted::DeadLetter,
     })
 }

@@ -6,6 +6,7 @@ pub mod endpoints;
 pub mod health;
 pub mod messages;
 pub mod monitoring;
+pub mod seed003;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .merge(dead_letters::router())
         .merge(callbacks::router())
         .merge(monitoring::router())
+        .merge(seed003::router())
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(crate::openapi::document),

@@ -71,6 +71,9 @@ pub fn adhoc() -> AdHocTarget {
         .unwrap(),
         headers: Default::default(),
         retry_policy: None,
+        auth: Default::default(),
+        timeout_seconds: None,
+        user_agent: None,
     }
 }
 

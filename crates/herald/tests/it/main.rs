@@ -32,4 +32,5 @@ mod helpers;
 mod observability;
 mod pacing;
 mod secrets;
+mod seed003;
 mod signing;

@@ -29,5 +29,7 @@ mod observability;
 mod pacing;
 #[path = "../it/secrets.rs"]
 mod secrets;
+#[path = "../it/seed003.rs"]
+mod seed003;
 #[path = "../it/signing.rs"]
 mod signing;
