@@ -19,6 +19,7 @@ pub mod filter;
 pub mod headers;
 pub mod ids;
 pub mod message;
+pub mod network;
 pub mod outcome;
 pub mod retry;
 pub mod signing;

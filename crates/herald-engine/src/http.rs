@@ -3,7 +3,10 @@
 //! pools serve everyone), no redirects followed, response bodies read up to a bound.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use herald_core::network::{literal_ip, may_connect, Cidr};
 use std::time::Duration;
 
 use herald_core::outcome::TransportError;
@@ -30,12 +33,48 @@ pub(crate) struct Request<'a> {
     pub timeout: Duration,
 }
 
-#[derive(Default)]
+/// Resolves names to the addresses herald may connect to, and only those: the
+/// check is on the address the connection will use, so DNS rebinding cannot pass.
+struct GuardedResolver {
+    allow: Arc<Vec<Cidr>>,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let usable: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| may_connect(a.ip(), &allow))
+                .collect();
+            if usable.is_empty() {
+                let refused = std::io::Error::other(format!(
+                    "blocked address: {host} resolves only to addresses herald may not connect to"
+                ));
+                return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(usable.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 pub(crate) struct HttpClients {
     clients: Mutex<HashMap<u128, reqwest::Client>>,
+    /// Networks the SSRF guard lets through.
+    allow: Arc<Vec<Cidr>>,
 }
 
 impl HttpClients {
+    pub fn new(allow: Vec<Cidr>) -> Self {
+        Self {
+            clients: Mutex::default(),
+            allow: Arc::new(allow),
+        }
+    }
+
     fn client(&self, connect_timeout: Duration) -> Result<reqwest::Client, Failure> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = clients.get(&connect_timeout.as_millis()) {
@@ -47,6 +86,9 @@ impl HttpClients {
             .pool_max_idle_per_host(256)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow: self.allow.clone(),
+            }))
             .build()
             .map_err(|e| Failure {
                 kind: TransportError::Request,
@@ -58,6 +100,13 @@ impl HttpClients {
 
     /// Sends one request; the whole exchange, body included, is bounded by `timeout`.
     pub async fn send(&self, request: Request<'_>, body_limit: usize) -> Result<Answer, Failure> {
+        // An IP literal is never resolved: check it here.
+        if let Some(ip) = literal_ip(request.url).filter(|ip| !may_connect(*ip, &self.allow)) {
+            return Err(Failure {
+                kind: TransportError::BlockedAddress,
+                message: format!("blocked address: {ip}"),
+            });
+        }
         let client = self.client(request.connect_timeout)?;
         let method =
             reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| Failure {
@@ -123,7 +172,9 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 fn failure(e: &reqwest::Error) -> Failure {
     let message = chain(e);
     let lower = message.to_ascii_lowercase();
-    let kind = if e.is_timeout() {
+    let kind = if lower.contains("blocked address") {
+        TransportError::BlockedAddress
+    } else if e.is_timeout() {
         TransportError::Timeout
     } else if lower.contains("dns error") || lower.contains("failed to lookup") {
         TransportError::Dns

@@ -75,6 +75,8 @@ pub struct EngineConfig {
     pub attempt_retention: Duration,
     /// How often the janitor runs.
     pub janitor_interval: Duration,
+    /// Networks the SSRF guard lets through (everything internal is refused else).
+    pub allow_networks: Vec<herald_core::network::Cidr>,
 }
 
 impl Default for EngineConfig {
@@ -99,6 +101,7 @@ impl Default for EngineConfig {
             retention: Duration::from_secs(30 * 86_400),
             attempt_retention: Duration::from_secs(7 * 86_400),
             janitor_interval: Duration::from_secs(60),
+            allow_networks: Vec::new(),
         }
     }
 }
@@ -168,7 +171,7 @@ impl Engine {
             node: node.clone(),
             store: store.clone(),
             cache: cache.clone(),
-            http: Default::default(),
+            http: http::HttpClients::new(config.allow_networks.clone()),
             config: config.clone(),
         });
         Self {
@@ -528,6 +531,7 @@ impl Engine {
         message: ParsedMessage,
         target: AdHocTarget,
     ) -> EngineResult<Ingested> {
+        self.check_target(&target.url, "target_url")?;
         self.inner
             .cache
             .tenant(tenant)
@@ -690,7 +694,18 @@ impl Engine {
         Ok(replayed)
     }
 
+    /// Refuses a target URL that is a literal internal address (names are checked
+    /// on every connection).
+    fn check_target(&self, url: &str, field: &str) -> EngineResult<()> {
+        Ok(herald_core::network::check_url(
+            url,
+            &self.inner.config.allow_networks,
+            field,
+        )?)
+    }
+
     pub async fn create_endpoint(&self, endpoint: Endpoint) -> EngineResult<()> {
+        self.check_target(&endpoint.url, "url")?;
         self.inner
             .store
             .create_endpoint(endpoint.clone())
@@ -720,6 +735,7 @@ impl Engine {
     }
 
     pub async fn update_endpoint(&self, endpoint: Endpoint) -> EngineResult<()> {
+        self.check_target(&endpoint.url, "url")?;
         self.inner.store.update_endpoint(endpoint.clone()).await?;
         let (id, tenant) = (endpoint.id.clone(), endpoint.tenant_id.clone());
         let endpoint = Arc::new(endpoint);

@@ -205,17 +205,7 @@ impl Config {
         if matches!(&self.admin_token, Some(t) if t.expose().len() < 8) {
             return Err(bad("admin_token", "must be at least 8 characters"));
         }
-        for net in &self.allow_networks {
-            let (addr, prefix) = net.split_once('/').unwrap_or((net, "32"));
-            let ok = addr.parse::<std::net::IpAddr>().is_ok()
-                && prefix.parse::<u8>().is_ok_and(|p| p <= 128);
-            if !ok {
-                return Err(bad(
-                    "allow_networks",
-                    format!("has `{net}`, which is not a CIDR"),
-                ));
-            }
-        }
+        self.allow_networks()?;
         tracing_subscriber::EnvFilter::try_new(&self.log_level).map_err(|e| bad("log_level", e))?;
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
             return Err(bad("log_format", "must be json or pretty"));
@@ -261,6 +251,17 @@ impl Config {
         self.retry_policy()?;
         self.endpoint_defaults()?;
         Ok(())
+    }
+
+    /// The networks the SSRF guard lets through.
+    pub fn allow_networks(&self) -> Result<Vec<herald_core::network::Cidr>, ConfigError> {
+        self.allow_networks
+            .iter()
+            .map(|net| {
+                herald_core::network::Cidr::parse(net, "allow_networks")
+                    .map_err(|e| bad("allow_networks", e.message))
+            })
+            .collect()
     }
 
     /// The master key that seals secrets at rest, when one is configured.
@@ -342,6 +343,7 @@ impl Config {
             retention: Duration::from_secs_f64(self.retention_seconds),
             attempt_retention: Duration::from_secs_f64(self.attempt_retention_seconds),
             janitor_interval: Duration::from_secs_f64(self.janitor_interval_seconds),
+            allow_networks: self.allow_networks()?,
             ..EngineConfig::default()
         })
     }

@@ -97,6 +97,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.listen = "127.0.0.1:0".into();
     config.database_url = format!("sqlite://{}", dir.join("herald.db").display());
     config.shutdown_grace_seconds = 5.0;
+    // The receivers live on loopback, which the SSRF guard refuses by default.
+    config.allow_networks = vec!["127.0.0.0/8".into()];
     config
 }
 
@@ -448,6 +450,7 @@ impl Process {
             .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
             .env("HERALD_LOG_LEVEL", "warn")
             .env("HERALD_MASTER_KEY", TEST_MASTER_KEY)
+            .env("HERALD_ALLOW_NETWORKS", "127.0.0.0/8")
             .stdout(match log {
                 Some(path) => {
                     std::process::Stdio::from(std::fs::File::create(path).expect("a log file"))

@@ -32,5 +32,6 @@ mod helpers;
 mod observability;
 mod pacing;
 mod secrets;
+mod security;
 mod seed003;
 mod signing;

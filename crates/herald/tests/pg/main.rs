@@ -29,6 +29,8 @@ mod observability;
 mod pacing;
 #[path = "../it/secrets.rs"]
 mod secrets;
+#[path = "../it/security.rs"]
+mod security;
 #[path = "../it/seed003.rs"]
 mod seed003;
 #[path = "../it/signing.rs"]
