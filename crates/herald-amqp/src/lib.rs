@@ -58,6 +58,7 @@ struct PublishEvent {
 }
 
 /// What a broker message asks for.
+#[derive(Debug)]
 enum Request {
     Callback(CallbackSpec),
     Event(TenantId, MessageSpec),
@@ -66,30 +67,37 @@ enum Request {
 /// Reads a broker message, or says why it can never be ingested.
 fn parse(delivery: &Delivery) -> Result<Request, String> {
     let props = &delivery.properties;
-    if let Some(ct) = props.content_type() {
-        if !ct.as_str().starts_with("application/json") {
-            return Err(format!(
-                "content_type `{}` is not application/json",
-                ct.as_str()
-            ));
+    decode(
+        props.content_type().as_ref().map(|c| c.as_str()),
+        props.kind().as_ref().map(|k| k.as_str()),
+        props.message_id().as_ref().map(|m| m.as_str().to_string()),
+        &delivery.data,
+    )
+}
+
+/// The pure half of [`parse`]: properties and body in, request or reason out.
+fn decode(
+    content_type: Option<&str>,
+    kind: Option<&str>,
+    message_id: Option<String>,
+    data: &[u8],
+) -> Result<Request, String> {
+    if let Some(ct) = content_type {
+        if !ct.starts_with("application/json") {
+            return Err(format!("content_type `{ct}` is not application/json"));
         }
     }
-    let kind = props
-        .kind()
-        .as_ref()
-        .map(|k| k.as_str().to_string())
-        .ok_or("the message has no `type`")?;
-    let message_id = props.message_id().as_ref().map(|m| m.as_str().to_string());
-    match kind.as_str() {
+    let kind = kind.ok_or("the message has no `type`")?;
+    match kind {
         "SendCallback" => {
-            let mut spec: CallbackSpec = serde_json::from_slice(&delivery.data)
-                .map_err(|e| format!("SendCallback body: {e}"))?;
+            let mut spec: CallbackSpec =
+                serde_json::from_slice(data).map_err(|e| format!("SendCallback body: {e}"))?;
             spec.idempotency_key = spec.idempotency_key.or(message_id);
             Ok(Request::Callback(spec))
         }
         "PublishEvent" => {
-            let body: PublishEvent = serde_json::from_slice(&delivery.data)
-                .map_err(|e| format!("PublishEvent body: {e}"))?;
+            let body: PublishEvent =
+                serde_json::from_slice(data).map_err(|e| format!("PublishEvent body: {e}"))?;
             let tenant = TenantId::parse(&body.tenant, "tenant").map_err(|e| e.to_string())?;
             Ok(Request::Event(
                 tenant,
@@ -286,5 +294,49 @@ pub async fn run(
             () = tokio::time::sleep(wait) => {}
         }
         engine.metrics().amqp_reconnects.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn seed_000_body_decodes_and_poison_is_named() {
+        let body = br#"{"target_url":"https://example.com/webhook","target_method":"POST","hmac_secret":"your-secret-key","payload":{}}"#;
+        assert!(matches!(
+            decode(Some("application/json"), Some("SendCallback"), None, body),
+            Ok(Request::Callback(_))
+        ));
+        assert!(decode(Some("text/plain"), Some("SendCallback"), None, body)
+            .unwrap_err()
+            .contains("content_type"));
+        assert!(decode(None, None, None, body).unwrap_err().contains("type"));
+        assert!(decode(None, Some("Other"), None, body)
+            .unwrap_err()
+            .contains("unknown type"));
+        assert!(decode(None, Some("SendCallback"), None, b"{").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_body_decodes_or_is_refused_without_panicking(kind in prop_oneof![Just("SendCallback".to_string()), Just("PublishEvent".to_string()), ".*"], data in prop::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(Request::Callback(spec)) = decode(None, Some(&kind), None, &data) {
+                let _ = spec.parse();
+            }
+        }
+
+        #[test]
+        fn json_shaped_bodies_never_panic(url in ".*", secret in ".*", method in ".*", tenant in ".*") {
+            let callback = serde_json::json!({"target_url": url, "target_method": method, "hmac_secret": secret, "payload": {"x": 1}});
+            if let Ok(Request::Callback(spec)) = decode(None, Some("SendCallback"), None, callback.to_string().as_bytes()) {
+                let _ = spec.parse();
+            }
+            let event = serde_json::json!({"tenant": tenant, "event_type": url, "payload": null});
+            if let Ok(Request::Event(_, spec)) = decode(None, Some("PublishEvent"), None, event.to_string().as_bytes()) {
+                let _ = spec.parse();
+            }
+        }
     }
 }

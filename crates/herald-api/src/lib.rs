@@ -29,6 +29,9 @@ pub struct AppState {
     pub broker: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
+/// How long a request may take, reading its body included.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Which parts of the HTTP surface a process serves; health is always served.
 #[derive(Clone, Copy, Debug)]
 pub struct Surfaces {
@@ -74,5 +77,10 @@ pub fn router(state: AppState, surfaces: Surfaces) -> Router {
     }
     router
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        // A client that sends its request too slowly is cut off (408).
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(state)
 }

@@ -3,7 +3,9 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{callbacks, dead_letters, endpoints, messages, monitoring, seed003, tenants};
+use crate::routes::{
+    callbacks, dead_letters, endpoints, messages, monitoring, seed003, tenants, tokens,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -43,6 +45,9 @@ use crate::routes::{callbacks, dead_letters, endpoints, messages, monitoring, se
         seed003::retry,
         seed003::remove,
         seed003::receive,
+        tokens::create,
+        tokens::list,
+        tokens::revoke,
         monitoring::tenant_stats,
         monitoring::window,
         monitoring::health,

@@ -174,4 +174,41 @@ mod tests {
                 .is_err()
         );
     }
+
+    use proptest::prelude::*;
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            ".*".prop_map(Value::from)
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(".*", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_ingest_body_parses_or_names_a_field(event_type in ".*", key in proptest::option::of(".*"), payload in any_json(), headers in prop::collection::btree_map(".*", ".*", 0..3)) {
+            let spec = MessageSpec { event_type, payload, idempotency_key: key, headers: Some(headers), context: None, endpoint_ids: None };
+            match spec.parse() {
+                Ok(parsed) => prop_assert!(serde_json::from_str::<Value>(&parsed.payload).is_ok()),
+                Err(e) => prop_assert!(!e.field.is_empty()),
+            }
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics_the_decoders(body in any_json()) {
+            let text = body.to_string();
+            let _ = serde_json::from_str::<MessageSpec>(&text).map(|s| s.parse());
+            let _ = serde_json::from_str::<CallbackSpec>(&text).map(|s| s.parse());
+            let _ = serde_json::from_str::<crate::endpoint::EndpointSpec>(&text);
+        }
+    }
 }

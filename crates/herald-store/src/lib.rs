@@ -46,11 +46,23 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The storage every herald component shares: the four parts below, plus schema
 /// and health. Bring the parts into scope with `use herald_store::prelude::*`.
 #[async_trait]
-pub trait Store: TenantStore + EndpointStore + MessageStore + WorkStore + StatsStore {
+pub trait Store:
+    TenantStore + EndpointStore + MessageStore + WorkStore + StatsStore + TokenStore
+{
     /// Brings the schema up to date; idempotent.
     async fn migrate(&self) -> StoreResult<()>;
     /// Whether the backend answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Tenant-scoped API tokens, kept as SHA-256 hashes.
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    async fn create_token(&self, token: ApiToken) -> StoreResult<()>;
+    async fn list_tokens(&self, tenant: &TenantId) -> StoreResult<Vec<ApiToken>>;
+    /// `NotFound` when the tenant has no such token.
+    async fn delete_token(&self, tenant: &TenantId, id: &str) -> StoreResult<()>;
+    async fn find_token(&self, hash: &str) -> StoreResult<Option<ApiToken>>;
 }
 
 /// What monitoring reads, and retention.
@@ -210,7 +222,9 @@ pub trait WorkStore: Send + Sync + 'static {
 
 /// Convenient imports for callers of the store.
 pub mod prelude {
-    pub use crate::{EndpointStore, MessageStore, StatsStore, Store, TenantStore, WorkStore};
+    pub use crate::{
+        EndpointStore, MessageStore, StatsStore, Store, TenantStore, TokenStore, WorkStore,
+    };
 }
 
 /// Limits a page request to 1..=500 (default 50) and asks for one row more, to

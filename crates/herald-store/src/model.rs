@@ -347,3 +347,14 @@ pub(crate) fn summarise(tries: Vec<(String, u64)>) -> AttemptStats {
         max_ms: ms.last().copied().unwrap_or(0),
     }
 }
+
+/// A tenant-scoped API token; only its hash is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub hash: String,
+    pub created_at: Millis,
+}

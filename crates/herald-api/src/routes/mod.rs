@@ -8,6 +8,7 @@ pub mod messages;
 pub mod monitoring;
 pub mod seed003;
 pub mod tenants;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .merge(callbacks::router())
         .merge(monitoring::router())
         .merge(seed003::router())
+        .merge(tokens::router())
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(crate::openapi::document),

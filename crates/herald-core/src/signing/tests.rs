@@ -293,3 +293,23 @@ fn rotation_with_no_grace_drops_the_old_key_at_once() {
     assert_eq!(c.current().secret, "secret-two");
     assert!(c.rotate(None, -1.0, now).is_err());
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn verify_never_panics_on_received_headers(
+            names in prop::collection::vec(prop_oneof![Just("webhook-id".to_string()), Just("webhook-timestamp".to_string()), Just("webhook-signature".to_string()), Just("X-Signature".to_string()), Just("X-Timestamp".to_string()), Just("X-Webhook-Signature".to_string()), ".*"], 0..6),
+            values in prop::collection::vec(".*", 6),
+            key in ".*",
+            body in prop::collection::vec(proptest::arbitrary::any::<u8>(), 0..64),
+            scheme in 0usize..5,
+        ) {
+            let scheme = [SignatureScheme::HmacSha256Hex, SignatureScheme::HmacSha256Prefixed, SignatureScheme::StandardWebhooks, SignatureScheme::StandardWebhooksEd25519, SignatureScheme::RsaSha256][scheme];
+            let headers: Vec<(String, String)> = names.into_iter().zip(values).collect();
+            let _ = verify(&VerifyInput { scheme, key: &key, headers: &headers, body: &body, header: None, timestamp_header: None, now: 0, tolerance_seconds: 300 });
+        }
+    }
+}

@@ -12,6 +12,7 @@ mod rows;
 mod schema;
 mod stats;
 pub mod test_schema;
+mod tokens;
 mod work;
 mod writer;
 

@@ -93,7 +93,7 @@ impl TenantStore for PgStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(pg)?;
-        for table in ["attempts", "deliveries", "messages", "endpoints"] {
+        for table in ["attempts", "deliveries", "messages", "endpoints", "tokens"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
                 .bind(id.as_str())
                 .execute(&mut *tx)

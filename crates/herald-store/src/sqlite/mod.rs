@@ -10,6 +10,7 @@ mod resources;
 mod rows;
 mod schema;
 mod stats;
+mod tokens;
 mod work;
 mod writer;
 

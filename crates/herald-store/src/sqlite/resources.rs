@@ -97,7 +97,7 @@ impl TenantStore for SqliteStore {
                     &format!("SELECT id FROM deliveries WHERE tenant_id = ?1 AND status IN {OPEN}"),
                     [&id],
                 )?;
-                for table in ["attempts", "deliveries", "messages", "endpoints"] {
+                for table in ["attempts", "deliveries", "messages", "endpoints", "tokens"] {
                     conn.execute(&format!("DELETE FROM {table} WHERE tenant_id = ?1"), [&id])?;
                 }
                 Ok(open)

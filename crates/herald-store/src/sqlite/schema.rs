@@ -92,6 +92,16 @@ ALTER TABLE deliveries ADD COLUMN target_url TEXT;
     r#"
 ALTER TABLE attempts ADD COLUMN request_body TEXT;
 "#,
+    r#"
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX tokens_tenant ON tokens (tenant_id, id);
+"#,
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

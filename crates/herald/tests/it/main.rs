@@ -35,3 +35,4 @@ mod secrets;
 mod security;
 mod seed003;
 mod signing;
+mod tokens;

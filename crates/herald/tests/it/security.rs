@@ -93,3 +93,25 @@ async fn an_endless_body_and_a_redirect_to_metadata_do_no_harm() {
     let _ = Duration::ZERO;
 }
 }
+
+herald_test! {
+async fn deep_json_and_unknown_fields_are_refused_and_the_service_stays_ready() {
+    let app = spawn_app().await;
+    app.tenant("acme").await;
+    let deep = format!("{{\"event_type\":\"a\",\"payload\":{}{}}}", "[".repeat(5_000), "]".repeat(5_000));
+    let response = app
+        .http
+        .post(format!("{}/api/v1/tenants/acme/messages", app.base))
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400, "nesting past the parser's depth limit is refused");
+    let (status, answer) = app.post("/api/v1/tenants/acme/messages", json!({"event_type": "a", "payload": {}, "sneaky": true})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("sneaky"));
+    let (status, _) = app.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+}
+}

@@ -35,3 +35,5 @@ mod security;
 mod seed003;
 #[path = "../it/signing.rs"]
 mod signing;
+#[path = "../it/tokens.rs"]
+mod tokens;
