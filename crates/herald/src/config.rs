@@ -64,6 +64,7 @@ pub struct Config {
     pub log_level: String,
     pub log_format: String,
     pub max_body_bytes: usize,
+    pub client_header_timeout_seconds: f64,
     pub max_retry_after_seconds: f64,
     pub max_concurrent_requests: usize,
     pub shutdown_grace_seconds: f64,
@@ -216,6 +217,10 @@ impl Config {
         let positive = [
             ("max_retry_after_seconds", self.max_retry_after_seconds),
             ("shutdown_grace_seconds", self.shutdown_grace_seconds),
+            (
+                "client_header_timeout_seconds",
+                self.client_header_timeout_seconds,
+            ),
             ("node_timeout_seconds", self.node_timeout_seconds),
             ("lease_margin_seconds", self.lease_margin_seconds),
             ("poll_interval_seconds", self.poll_interval_seconds),

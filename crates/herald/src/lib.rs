@@ -51,6 +51,7 @@ impl Default for Components {
 /// A herald with its listener bound, ready to run.
 pub struct App {
     listener: TcpListener,
+    header_timeout: std::time::Duration,
     amqp: Option<herald_amqp::AmqpConfig>,
     state: Option<AppState>,
     engine: Engine,
@@ -102,6 +103,9 @@ impl App {
         });
         Ok(Self {
             listener,
+            header_timeout: std::time::Duration::from_secs_f64(
+                config.client_header_timeout_seconds,
+            ),
             amqp,
             state: Some(state),
             engine,
@@ -145,8 +149,12 @@ impl App {
             management: api,
             metrics,
         };
-        let server = axum::serve(self.listener, herald_api::router(state, surfaces))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = serve(
+            self.listener,
+            herald_api::router(state, surfaces),
+            shutdown.clone(),
+            self.header_timeout,
+        );
         let engine = self.engine.clone();
         if workers {
             // Before the first ingest: what this process commits is then its own.
@@ -193,6 +201,54 @@ impl App {
         tracing::info!("herald stopped");
         Ok(())
     }
+}
+
+/// Serves HTTP/1 and HTTP/2 until `shutdown`, then lets open connections finish
+/// their requests (up to a bound). A client that takes longer than
+/// `header_timeout` to send its request headers is cut off (slowloris).
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+    header_timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(herald_api::REQUEST_TIMEOUT) => tracing::warn!("connections still open at shutdown were closed"),
+    }
+    Ok(())
 }
 
 /// A database URL without its password, for messages.

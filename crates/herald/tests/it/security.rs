@@ -115,3 +115,61 @@ async fn deep_json_and_unknown_fields_are_refused_and_the_service_stays_ready() 
     assert_eq!(status, StatusCode::OK);
 }
 }
+
+herald_test! {
+async fn a_client_that_sends_its_headers_too_slowly_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|c| c.client_header_timeout_seconds = 0.5).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /api/v1/tenants HTTP/1.1\r\nHost: herald\r\nX-Slow: ").await.unwrap();
+    let mut buf = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
+    assert!(ended.is_ok(), "the connection is closed, not held open");
+    let (status, _) = app.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "and the service stays ready");
+}
+}
+
+herald_test! {
+async fn a_certificate_that_does_not_verify_is_an_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An HTTPS receiver with a self-signed certificate nobody trusts.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, count) = (acceptor.clone(), count.clone());
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let mut buf = [0u8; 1024];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+                }
+            });
+        }
+    });
+    let app = spawn_app().await;
+    app.tenant("acme").await;
+    app.endpoint("acme", json!({"url": format!("https://localhost:{port}/tls"), "retry_policy": {"delays_seconds": [0.1]}})).await;
+    let id = app.message("acme", "a", json!({})).await;
+    app.settled("acme", &id, "failed").await;
+    let (_, attempts) = app.get(&format!("/api/v1/tenants/acme/messages/{id}/attempts")).await;
+    for attempt in attempts["data"].as_array().unwrap() {
+        assert_eq!(attempt["error_kind"], "tls", "{attempt}");
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 0, "no request got past the handshake");
+}
+}
