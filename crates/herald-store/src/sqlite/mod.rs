@@ -45,7 +45,8 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
          PRAGMA synchronous = FULL;
          PRAGMA busy_timeout = 5000;
          PRAGMA foreign_keys = OFF;
-         PRAGMA cache_size = -16000;",
+         PRAGMA cache_size = -16000;
+         PRAGMA temp_store = MEMORY;",
     )?;
     Ok(conn)
 }
