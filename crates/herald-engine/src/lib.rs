@@ -17,7 +17,9 @@
 mod breaker;
 mod cache;
 mod http;
+mod lifecycle;
 pub mod metrics;
+mod operations;
 mod scheduler;
 mod worker;
 
@@ -30,19 +32,16 @@ use herald_core::endpoint::{Endpoint, EndpointDefaults};
 use herald_core::filter::subscribed;
 use herald_core::message::ParsedMessage;
 use herald_core::retry::RetryPolicy;
-use herald_core::{DeliveryId, EndpointId, MessageId, TenantId, ValidationError};
+use herald_core::{MessageId, TenantId, ValidationError};
 use herald_store::prelude::*;
-use herald_store::{
-    Delivery, Ingest, IngestResult, NodeId, ReplaySelector, StoreError, StoredMessage, Tenant,
-};
+use herald_store::{Delivery, Ingest, IngestResult, NodeId, StoreError, StoredMessage, Tenant};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 pub use breaker::BreakerConfig;
 pub use scheduler::SchedulerConfig;
 
 use cache::Cache;
-use scheduler::{now_ms, Command, Job, Scheduler};
+use scheduler::{now_ms, Command, Job};
 use worker::WorkerCtx;
 
 /// The tenant ad-hoc callbacks are stored under.
@@ -229,20 +228,6 @@ impl Engine {
         }
     }
 
-    /// Announces this node as delivering, so that from now on what this process
-    /// commits is its own to send. Call before taking ingests; `run_workers` calls
-    /// it when it was not.
-    pub async fn register_workers(&self) -> EngineResult<()> {
-        if !self.inner.delivering.load(Ordering::Acquire) {
-            self.inner
-                .store
-                .register_node(&self.inner.node, now_ms())
-                .await?;
-            self.inner.delivering.store(true, Ordering::Release);
-        }
-        Ok(())
-    }
-
     async fn jobs(
         &self,
         deliveries: &[Delivery],
@@ -285,157 +270,6 @@ impl Engine {
             self.send(Command::Schedule(jobs));
         }
         Ok(())
-    }
-
-    /// Runs the delivery workers until `shutdown`: announces this node, adopts every
-    /// orphaned delivery (at start, what a previous run left), keeps its heartbeat,
-    /// and keeps adopting what other processes leave (woken by the store, or by
-    /// polling).
-    pub async fn run_workers(&self, shutdown: CancellationToken) -> EngineResult<()> {
-        let Some((receiver, ctx)) = self
-            .inner
-            .scheduler
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
-            return Err(EngineError::Conflict(
-                "the workers are already running".into(),
-            ));
-        };
-        let node = self.inner.node.clone();
-        self.register_workers().await?;
-        tracing::info!(node = %node, "delivery workers starting");
-        let scheduler = Scheduler::new(
-            receiver,
-            self.inner.commands.clone(),
-            self.inner.config.scheduler.clone(),
-            ctx,
-        );
-        let running =
-            tokio::spawn(scheduler.run(shutdown.clone(), self.inner.config.shutdown_grace));
-        tokio::join!(
-            self.heartbeat(shutdown.clone()),
-            self.adopt(shutdown.clone()),
-            self.run_janitor(shutdown.clone())
-        );
-        self.inner.delivering.store(false, Ordering::Release);
-        running
-            .await
-            .map_err(|e| EngineError::Conflict(format!("the scheduler stopped: {e}")))
-    }
-
-    /// Whether this process delivers.
-    pub fn is_delivering(&self) -> bool {
-        self.inner.delivering.load(Ordering::Acquire)
-    }
-
-    /// Deletes what retention lets go, in small batches that leave room for the
-    /// hot path between them, every `janitor_interval` until `shutdown`.
-    pub async fn run_janitor(&self, shutdown: CancellationToken) {
-        const BATCH: u32 = 500;
-        let config = &self.inner.config;
-        loop {
-            loop {
-                let now = now_ms();
-                let messages_before = now - config.retention.as_millis() as i64;
-                let attempts_before = now - config.attempt_retention.as_millis() as i64;
-                match self
-                    .inner
-                    .store
-                    .purge(messages_before, attempts_before, BATCH)
-                    .await
-                {
-                    Ok(purged) => {
-                        if purged.messages + purged.attempts > 0 {
-                            tracing::info!(
-                                messages = purged.messages,
-                                attempts = purged.attempts,
-                                "retention: deleted"
-                            );
-                        }
-                        if purged.messages < BATCH as u64 && purged.attempts < BATCH as u64 {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "retention failed; trying again later");
-                        break;
-                    }
-                }
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
-                }
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(config.janitor_interval) => {}
-            }
-        }
-    }
-
-    async fn heartbeat(&self, shutdown: CancellationToken) {
-        let every = self.inner.config.node_timeout / 3;
-        loop {
-            if let Err(e) = self.inner.store.heartbeat(&self.inner.node, now_ms()).await {
-                tracing::warn!(error = %e, "heartbeat failed");
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(every) => {}
-            }
-        }
-    }
-
-    async fn adopt(&self, shutdown: CancellationToken) {
-        const PAGE: u32 = 1000;
-        let signal = self.inner.store.work_signal();
-        let stale = self.inner.config.node_timeout.as_millis() as i64;
-        let mut failures = 0u32;
-        loop {
-            loop {
-                let now = now_ms();
-                match self
-                    .inner
-                    .store
-                    .adopt_orphans(&self.inner.node, now, now - stale, PAGE)
-                    .await
-                {
-                    Ok(adopted) => {
-                        failures = 0;
-                        if !adopted.is_empty() {
-                            tracing::info!(count = adopted.len(), "adopted deliveries");
-                        }
-                        let full = adopted.len() == PAGE as usize;
-                        if let Err(e) = self.schedule(&adopted, None).await {
-                            tracing::warn!(error = %e, "cannot schedule adopted deliveries");
-                        }
-                        if !full || shutdown.is_cancelled() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        tracing::warn!(error = %e, "cannot look for orphaned deliveries");
-                        break;
-                    }
-                }
-            }
-            // Back off while the store fails; otherwise the poll interval.
-            let wait = self.inner.config.poll_interval * 2u32.pow(failures.min(5));
-            let wake = async {
-                match &signal {
-                    Some(s) => s.notified().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
-                () = wake => {}
-            }
-        }
     }
 
     /// The one ingest path: fans a message out to the tenant's subscribed, active
@@ -601,174 +435,6 @@ impl Engine {
             .ok_or(EngineError::NotFound("message"))?;
         let deliveries = self.inner.store.message_deliveries(id).await?;
         Ok((message, deliveries))
-    }
-
-    /// Sends a message again: to one endpoint, or to every target it had.
-    pub async fn resend(
-        &self,
-        tenant: &TenantId,
-        id: &MessageId,
-        endpoint: Option<&EndpointId>,
-    ) -> EngineResult<Vec<Delivery>> {
-        let (message, previous) = self.message(tenant, id).await?;
-        let now = now_ms();
-        let mut fresh = Vec::new();
-        if let Some(endpoint_id) = endpoint {
-            let known = self
-                .inner
-                .cache
-                .endpoint(endpoint_id)
-                .await?
-                .filter(|e| &e.tenant_id == tenant);
-            if known.is_none() {
-                return Err(
-                    ValidationError::new("endpoint_id", "no such endpoint in this tenant").into(),
-                );
-            }
-            fresh.push(Delivery::new(
-                &message,
-                Some(endpoint_id.clone()),
-                None,
-                now,
-            ));
-        } else {
-            let mut seen = Vec::new();
-            for d in &previous {
-                match (&d.endpoint_id, &d.target) {
-                    (Some(e), _) if !seen.contains(e) => {
-                        seen.push(e.clone());
-                        if self.inner.cache.endpoint(e).await?.is_some() {
-                            fresh.push(Delivery::new(&message, Some(e.clone()), None, now));
-                        }
-                    }
-                    (None, Some(t)) => {
-                        fresh.push(Delivery::new(&message, None, Some(t.clone()), now))
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let added = self.inner.store.add_deliveries(fresh, self.owner()).await?;
-        self.schedule(&added, Some(Arc::new(message))).await?;
-        Ok(added)
-    }
-
-    /// Cancels a message's pending deliveries (or one of them).
-    pub async fn cancel(
-        &self,
-        tenant: &TenantId,
-        id: &MessageId,
-        delivery: Option<&DeliveryId>,
-    ) -> EngineResult<Vec<DeliveryId>> {
-        let (_, deliveries) = self.message(tenant, id).await?;
-        let ids: Vec<DeliveryId> = deliveries
-            .iter()
-            .filter(|d| delivery.is_none_or(|one| &d.id == one))
-            .filter(|d| {
-                d.status == DeliveryStatus::Pending || d.status == DeliveryStatus::Delivering
-            })
-            .map(|d| d.id.clone())
-            .collect();
-        if let Some(one) = delivery {
-            if !deliveries.iter().any(|d| &d.id == one) {
-                return Err(EngineError::NotFound("delivery"));
-            }
-        }
-        let cancelled = self.inner.store.cancel_deliveries(&ids, now_ms()).await?;
-        self.send(Command::Close(cancelled.clone()));
-        Ok(cancelled)
-    }
-
-    /// Replays dead letters: pending again with a fresh attempt budget.
-    pub async fn replay(
-        &self,
-        tenant: &TenantId,
-        selector: ReplaySelector,
-    ) -> EngineResult<Vec<Delivery>> {
-        let replayed = self
-            .inner
-            .store
-            .replay(tenant, selector, self.owner(), now_ms())
-            .await?;
-        self.schedule(&replayed, None).await?;
-        Ok(replayed)
-    }
-
-    /// Refuses a target URL that is a literal internal address (names are checked
-    /// on every connection).
-    fn check_target(&self, url: &str, field: &str) -> EngineResult<()> {
-        Ok(herald_core::network::check_url(
-            url,
-            &self.inner.config.allow_networks,
-            field,
-        )?)
-    }
-
-    pub async fn create_endpoint(&self, endpoint: Endpoint) -> EngineResult<()> {
-        self.check_target(&endpoint.url, "url")?;
-        self.inner
-            .store
-            .create_endpoint(endpoint.clone())
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound => EngineError::NotFound("tenant"),
-                other => other.into(),
-            })?;
-        let (id, tenant) = (endpoint.id.clone(), endpoint.tenant_id.clone());
-        self.inner
-            .cache
-            .set_endpoint(&id, &tenant, Some(Arc::new(endpoint)));
-        Ok(())
-    }
-
-    pub async fn endpoint(
-        &self,
-        tenant: &TenantId,
-        id: &EndpointId,
-    ) -> EngineResult<Arc<Endpoint>> {
-        self.inner
-            .cache
-            .endpoint(id)
-            .await?
-            .filter(|e| &e.tenant_id == tenant)
-            .ok_or(EngineError::NotFound("endpoint"))
-    }
-
-    pub async fn update_endpoint(&self, endpoint: Endpoint) -> EngineResult<()> {
-        self.check_target(&endpoint.url, "url")?;
-        self.inner.store.update_endpoint(endpoint.clone()).await?;
-        let (id, tenant) = (endpoint.id.clone(), endpoint.tenant_id.clone());
-        let endpoint = Arc::new(endpoint);
-        self.inner
-            .cache
-            .set_endpoint(&id, &tenant, Some(endpoint.clone()));
-        self.send(Command::EndpointChanged(id, Some(endpoint)));
-        Ok(())
-    }
-
-    /// Deletes an endpoint and cancels its pending deliveries.
-    pub async fn delete_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> EngineResult<()> {
-        self.endpoint(tenant, id).await?;
-        let cancelled = self.inner.store.delete_endpoint(id).await?;
-        self.inner.cache.set_endpoint(id, tenant, None);
-        self.send(Command::Close(cancelled));
-        self.send(Command::EndpointChanged(id.clone(), None));
-        Ok(())
-    }
-
-    pub async fn update_tenant(&self, tenant: Tenant) -> EngineResult<()> {
-        let id = tenant.id.clone();
-        self.inner.store.update_tenant(tenant).await?;
-        self.inner.cache.forget_tenant(&id);
-        Ok(())
-    }
-
-    /// Deletes a tenant with everything it owns.
-    pub async fn delete_tenant(&self, id: &TenantId) -> EngineResult<()> {
-        let open = self.inner.store.delete_tenant(id).await?;
-        self.inner.cache.forget_tenant(id);
-        self.send(Command::Close(open));
-        Ok(())
     }
 }
 

@@ -178,18 +178,7 @@ impl MessageStore for PgStore {
         let found = c.query(&sql).fetch_all(&self.pool).await.map_err(pg)?;
         let found = found
             .iter()
-            .map(|r| {
-                use sqlx::Row;
-                Ok(DeadLetter {
-                    delivery: rows::delivery(r, &self.key)?,
-                    event_type: r.try_get(14).map_err(pg)?,
-                    url: r.try_get(15).map_err(pg)?,
-                    replayable: r
-                        .try_get::<Option<bool>, _>(16)
-                        .map_err(pg)?
-                        .unwrap_or(false),
-                })
-            })
+            .map(|r| rows::dead_letter(r, &self.key))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(crate::paginate(found, &page, |d| d.delivery.id.to_string()))
     }

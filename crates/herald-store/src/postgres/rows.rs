@@ -7,7 +7,7 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use crate::crypto::MasterKey;
-use crate::{Attempt, Delivery, StoreError, StoreResult, StoredMessage, Tenant};
+use crate::{Attempt, DeadLetter, Delivery, StoreError, StoreResult, StoredMessage, Tenant};
 
 pub(crate) const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.message_id, d.tenant_id, d.endpoint_id, \
     d.target, d.status, d.attempts, d.attempt_base, d.next_attempt_at, d.last_error, \
@@ -69,6 +69,16 @@ pub(crate) fn delivery(row: &PgRow, key: &MasterKey) -> StoreResult<Delivery> {
         dead_at: get(row, 12)?,
         created_at: get(row, 13)?,
         claimed_until: None,
+    })
+}
+
+/// A dead letter: a delivery's columns, then event type, URL and replayability.
+pub(crate) fn dead_letter(row: &PgRow, key: &MasterKey) -> StoreResult<DeadLetter> {
+    Ok(DeadLetter {
+        delivery: delivery(row, key)?,
+        event_type: get(row, 14)?,
+        url: get(row, 15)?,
+        replayable: get::<Option<bool>>(row, 16)?.unwrap_or(false),
     })
 }
 

@@ -94,17 +94,7 @@ impl StatsStore for PgStore {
         .await
         .map_err(pg)?;
         rows.iter()
-            .map(|r| {
-                Ok(DeadLetter {
-                    delivery: rows::delivery(r, &self.key)?,
-                    event_type: r.try_get(14).map_err(pg)?,
-                    url: r.try_get(15).map_err(pg)?,
-                    replayable: r
-                        .try_get::<Option<bool>, _>(16)
-                        .map_err(pg)?
-                        .unwrap_or(false),
-                })
-            })
+            .map(|r| rows::dead_letter(r, &self.key))
             .collect()
     }
 

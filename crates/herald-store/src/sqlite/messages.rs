@@ -245,14 +245,7 @@ impl MessageStore for SqliteStore {
             );
             let found = conn
                 .prepare_cached(&sql)?
-                .query_map(params_from_iter(c.params), |r| {
-                    Ok(DeadLetter {
-                        delivery: rows::delivery(r, &key)?,
-                        event_type: r.get(14)?,
-                        url: r.get(15)?,
-                        replayable: r.get::<_, Option<bool>>(16)?.unwrap_or(false),
-                    })
-                })?
+                .query_map(params_from_iter(c.params), |r| rows::dead_letter(r, &key))?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(crate::paginate(found, &page, |d| d.delivery.id.to_string()))
         })

@@ -8,7 +8,7 @@ use rusqlite::Row;
 use serde::de::DeserializeOwned;
 
 use crate::crypto::MasterKey;
-use crate::{Attempt, Delivery, StoredMessage, Tenant};
+use crate::{Attempt, DeadLetter, Delivery, StoredMessage, Tenant};
 
 pub(crate) const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.message_id, d.tenant_id, d.endpoint_id, \
     d.target, d.status, d.attempts, d.attempt_base, d.next_attempt_at, d.last_error, \
@@ -72,6 +72,16 @@ pub(crate) fn delivery(row: &Row<'_>, key: &MasterKey) -> rusqlite::Result<Deliv
         dead_at: get(row, 12)?,
         created_at: get(row, 13)?,
         claimed_until: None,
+    })
+}
+
+/// A dead letter: a delivery's columns, then event type, URL and replayability.
+pub(crate) fn dead_letter(row: &Row<'_>, key: &MasterKey) -> rusqlite::Result<DeadLetter> {
+    Ok(DeadLetter {
+        delivery: delivery(row, key)?,
+        event_type: get(row, 14)?,
+        url: get(row, 15)?,
+        replayable: get::<Option<bool>>(row, 16)?.unwrap_or(false),
     })
 }
 

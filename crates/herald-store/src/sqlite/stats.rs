@@ -47,14 +47,7 @@ fn dead_letters(
     );
     let found = conn
         .prepare(&sql)?
-        .query_map(params_from_iter(params), |r| {
-            Ok(DeadLetter {
-                delivery: rows::delivery(r, key)?,
-                event_type: r.get(14)?,
-                url: r.get(15)?,
-                replayable: r.get::<_, Option<bool>>(16)?.unwrap_or(false),
-            })
-        })?
+        .query_map(params_from_iter(params), |r| rows::dead_letter(r, key))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(found)
 }
