@@ -27,7 +27,8 @@ use receiver::Arrivals;
 #[derive(Parser)]
 #[command(about = "Benchmark herald against the raw limit of this machine")]
 struct Args {
-    /// Scenarios to run: raw, sqlite, postgres (1, 2 and 3 processes), fanout, or all.
+    /// Scenarios to run: raw, sqlite, fanout, failing, amqp, postgres (1, 2 and 3
+    /// processes), or all.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Messages per scenario.
@@ -46,6 +47,16 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/test"
     )]
     database_url: String,
+    /// RabbitMQ for the amqp scenario (a queue is made per run and deleted).
+    #[arg(
+        long,
+        env = "HERALD_TEST_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+    /// SendCallback messages published in the amqp scenario.
+    #[arg(long, default_value_t = 100_000)]
+    amqp_messages: usize,
 }
 
 /// What one run measured.
@@ -57,6 +68,8 @@ struct Figures {
     p99_ms: f64,
     max_ms: f64,
     duplicates: usize,
+    /// Attempts answered 500 by the failing endpoints (scenario c).
+    failed_attempts: usize,
     peak_rss_mib: f64,
     cpu_s: f64,
 }
@@ -113,39 +126,46 @@ async fn post(http: &reqwest::Client, url: &str, body: Value) -> anyhow::Result<
     Ok(serde_json::from_str(&text)?)
 }
 
-/// Pushes `messages` through the herald processes in `bases` (spread over them)
-/// to `endpoints` endpoints, and measures.
-async fn through_herald(
-    heralds: &[Herald],
-    target: &str,
-    arrivals: &Arc<Arrivals>,
-    args: &Args,
-    messages: usize,
-    endpoints: usize,
-) -> anyhow::Result<Figures> {
-    arrivals.reset();
+/// The endpoints of a run: `healthy` ones at the receiver, `failing` ones at its
+/// `/fail` route (answered 500, retried by a short fixed schedule).
+#[derive(Clone, Copy)]
+struct Endpoints {
+    healthy: usize,
+    failing: usize,
+}
+
+/// Messages sent → when they were sent, keyed as the receiver keys arrivals.
+type Sent = HashMap<String, Instant>;
+
+async fn create_endpoints(base: &str, target: &str, endpoints: Endpoints) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let first = &heralds[0].base;
     post(
         &http,
-        &format!("{first}/api/v1/tenants"),
+        &format!("{base}/api/v1/tenants"),
         json!({"id": "bench"}),
     )
     .await?;
-    for _ in 0..endpoints {
+    let failing = target.replace("/hook", "/fail");
+    let urls = std::iter::repeat_n(target, endpoints.healthy)
+        .chain(std::iter::repeat_n(failing.as_str(), endpoints.failing));
+    for url in urls {
         post(
             &http,
-            &format!("{first}/api/v1/tenants/bench/endpoints"),
-            json!({"url": target, "max_in_flight": 64}),
+            &format!("{base}/api/v1/tenants/bench/endpoints"),
+            json!({"url": url, "max_in_flight": 64,
+                   "retry_policy": {"delays_seconds": [0.5, 1.0, 2.0]}}),
         )
         .await?;
     }
-    let cpu_before: f64 = heralds.iter().map(Herald::cpu_seconds).sum();
-    let bases: Vec<String> = heralds.iter().map(|h| h.base.clone()).collect();
-    let started = Instant::now();
+    Ok(())
+}
+
+/// Posts `messages` to the native API, spread over the processes in `bases`.
+async fn ingest_http(bases: &[String], args: &Args, messages: usize) -> anyhow::Result<Sent> {
+    let http = reqwest::Client::new();
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency {
-        let (http, bases) = (http.clone(), bases.clone());
+        let (http, bases) = (http.clone(), bases.to_vec());
         let step = args.concurrency;
         tasks.push(tokio::spawn(async move {
             let mut sent = Vec::new();
@@ -164,32 +184,100 @@ async fn through_herald(
             anyhow::Ok(sent)
         }));
     }
-    let mut sent: HashMap<String, Instant> = HashMap::new();
+    let mut sent = Sent::new();
     for t in tasks {
         sent.extend(t.await??);
     }
+    Ok(sent)
+}
+
+/// Publishes `messages` SendCallbacks (seed 000's contract) to `queue`, with
+/// publisher confirms, from `args.concurrency` channels.
+async fn ingest_amqp(
+    amqp_url: &str,
+    queue: &str,
+    target: &str,
+    args: &Args,
+    messages: usize,
+) -> anyhow::Result<Sent> {
+    let connection =
+        lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default()).await?;
+    let connection = Arc::new(connection);
+    let mut tasks = Vec::new();
+    for worker in 0..args.concurrency {
+        let (connection, queue, target) =
+            (connection.clone(), queue.to_string(), target.to_string());
+        let step = args.concurrency;
+        tasks.push(tokio::spawn(async move {
+            let channel = connection.create_channel().await?;
+            channel
+                .confirm_select(lapin::options::ConfirmSelectOptions::default())
+                .await?;
+            let mut sent = Vec::new();
+            let mut confirms = Vec::new();
+            for n in (worker..messages).step_by(step) {
+                let id = format!("amqp-{n}");
+                let body = json!({"target_url": target, "hmac_secret": "bench-secret",
+                                  "payload": payload(n), "headers": {"x-bench-id": id}});
+                let properties = lapin::BasicProperties::default()
+                    .with_content_type("application/json".into())
+                    .with_type("SendCallback".into())
+                    .with_delivery_mode(2);
+                sent.push((id, Instant::now()));
+                confirms.push(
+                    channel
+                        .basic_publish(
+                            "".into(),
+                            queue.as_str().into(),
+                            lapin::options::BasicPublishOptions::default(),
+                            &serde_json::to_vec(&body)?,
+                            properties,
+                        )
+                        .await?,
+                );
+                if confirms.len() >= 256 {
+                    for confirm in confirms.drain(..) {
+                        confirm.await?;
+                    }
+                }
+            }
+            for confirm in confirms {
+                confirm.await?;
+            }
+            anyhow::Ok(sent)
+        }));
+    }
+    let mut sent = Sent::new();
+    for t in tasks {
+        sent.extend(t.await??);
+    }
+    connection.close(200, "bench done".into()).await?;
+    Ok(sent)
+}
+
+/// Waits until every sent message reached each of `per_message` healthy
+/// endpoints, then measures the run that began at `started`.
+async fn measure(
+    heralds: &[Herald],
+    arrivals: &Arc<Arrivals>,
+    sent: &Sent,
+    per_message: usize,
+    started: Instant,
+    cpu_before: f64,
+) -> anyhow::Result<Figures> {
     let ingested = started.elapsed();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while arrivals.count() < messages {
+    let messages = sent.len();
+    let expected = messages * per_message;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let arrived: usize = arrivals.seen.lock().unwrap().values().map(Vec::len).sum();
+        if arrived >= expected {
+            break;
+        }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "only {} of {messages} messages arrived",
-            arrivals.count()
+            "only {arrived} of {expected} deliveries arrived"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // Every delivery of every message (fan-out: one per endpoint).
-    let expected = messages * endpoints;
-    while arrivals
-        .seen
-        .lock()
-        .unwrap()
-        .values()
-        .map(Vec::len)
-        .sum::<usize>()
-        < expected
-    {
-        anyhow::ensure!(Instant::now() < deadline, "deliveries missing");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let seen = arrivals.seen.lock().unwrap();
@@ -203,7 +291,7 @@ async fn through_herald(
     latencies.sort_by(f64::total_cmp);
     let duplicates = seen
         .values()
-        .map(|t| t.len().saturating_sub(endpoints))
+        .map(|t| t.len().saturating_sub(per_message))
         .sum();
     Ok(Figures {
         ingest_per_s: messages as f64 / ingested.as_secs_f64(),
@@ -212,9 +300,48 @@ async fn through_herald(
         p99_ms: percentile(&latencies, 0.99),
         max_ms: latencies.last().copied().unwrap_or_default(),
         duplicates,
+        failed_attempts: arrivals.failures(),
         peak_rss_mib: heralds.iter().map(Herald::peak_rss_mib).sum(),
         cpu_s: heralds.iter().map(Herald::cpu_seconds).sum::<f64>() - cpu_before,
     })
+}
+
+/// Pushes `messages` through the herald processes in `heralds` (spread over
+/// them) to `endpoints`, and measures.
+async fn through_herald(
+    heralds: &[Herald],
+    target: &str,
+    arrivals: &Arc<Arrivals>,
+    args: &Args,
+    messages: usize,
+    endpoints: Endpoints,
+) -> anyhow::Result<Figures> {
+    arrivals.reset();
+    create_endpoints(&heralds[0].base, target, endpoints).await?;
+    let cpu_before: f64 = heralds.iter().map(Herald::cpu_seconds).sum();
+    let bases: Vec<String> = heralds.iter().map(|h| h.base.clone()).collect();
+    let started = Instant::now();
+    let sent = ingest_http(&bases, args, messages).await?;
+    measure(
+        heralds,
+        arrivals,
+        &sent,
+        endpoints.healthy,
+        started,
+        cpu_before,
+    )
+    .await
+}
+
+async fn delete_queue(amqp_url: &str, queue: &str) -> anyhow::Result<()> {
+    let connection =
+        lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
+        .await?;
+    connection.close(200, "bench done".into()).await?;
+    Ok(())
 }
 
 struct TempSchema {
@@ -324,7 +451,10 @@ async fn main() -> anyhow::Result<()> {
                     &arrivals,
                     &args,
                     args.messages,
-                    1,
+                    Endpoints {
+                        healthy: 1,
+                        failing: 0,
+                    },
                 )
                 .await?,
             );
@@ -343,12 +473,70 @@ async fn main() -> anyhow::Result<()> {
                     &arrivals,
                     &args,
                     args.messages / 10,
-                    10,
+                    Endpoints {
+                        healthy: 10,
+                        failing: 0,
+                    },
                 )
                 .await?,
             );
         }
         report("(b) fan-out ×10, SQLite", &runs, limit);
+    }
+    if wants("failing") {
+        let mut runs = Vec::new();
+        for run in 0..args.runs {
+            let db = dir.join(format!("failing-{run}.db"));
+            let herald = Herald::start(&format!("sqlite://{}", db.display()), &[]).await?;
+            runs.push(
+                through_herald(
+                    std::slice::from_ref(&herald),
+                    &target,
+                    &arrivals,
+                    &args,
+                    args.messages / 10,
+                    Endpoints {
+                        healthy: 9,
+                        failing: 1,
+                    },
+                )
+                .await?,
+            );
+        }
+        let (failed, ..) = spread(&runs, |f| f.failed_attempts as f64);
+        report(
+            &format!("(c) 10 endpoints, 1 answers 500 ({failed:.0} attempts answered 500), SQLite"),
+            &runs,
+            limit,
+        );
+    }
+    if wants("amqp") {
+        let mut runs = Vec::new();
+        for run in 0..args.runs {
+            arrivals.reset();
+            let db = dir.join(format!("amqp-{run}.db"));
+            let queue = format!("herald-bench-{}-{run}", std::process::id());
+            let herald = Herald::start(
+                &format!("sqlite://{}", db.display()),
+                &[
+                    ("HERALD_AMQP_URL", &args.amqp_url),
+                    ("HERALD_AMQP_QUEUE", &queue),
+                ],
+            )
+            .await?;
+            let cpu_before = herald.cpu_seconds();
+            let started = Instant::now();
+            let sent =
+                ingest_amqp(&args.amqp_url, &queue, &target, &args, args.amqp_messages).await?;
+            let herald = std::slice::from_ref(&herald);
+            runs.push(measure(herald, &arrivals, &sent, 1, started, cpu_before).await?);
+            delete_queue(&args.amqp_url, &queue).await?;
+        }
+        report(
+            &format!("(e) AMQP, {} SendCallbacks, SQLite", args.amqp_messages),
+            &runs,
+            limit,
+        );
     }
     if wants("postgres") {
         for processes in 1..=3 {
@@ -360,7 +548,18 @@ async fn main() -> anyhow::Result<()> {
                     heralds.push(Herald::start(&schema.url(), &[]).await?);
                 }
                 runs.push(
-                    through_herald(&heralds, &target, &arrivals, &args, args.messages, 1).await?,
+                    through_herald(
+                        &heralds,
+                        &target,
+                        &arrivals,
+                        &args,
+                        args.messages,
+                        Endpoints {
+                            healthy: 1,
+                            failing: 0,
+                        },
+                    )
+                    .await?,
                 );
                 drop(heralds);
                 schema.drop_now().await?;
