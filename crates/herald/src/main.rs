@@ -10,6 +10,11 @@ use herald::{App, Config, Overrides};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+/// The hot path allocates per request and per delivery; glibc's allocator spent a
+/// fifth of herald's CPU under load (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "herald", version, about = "Self-hosted webhook delivery")]
 struct Cli {
