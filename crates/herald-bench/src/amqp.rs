@@ -1,0 +1,83 @@
+//! Scenario (e): SendCallbacks published to RabbitMQ as seed 000's producers do.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::run::{payload, Sent};
+
+/// Publishes `messages` SendCallbacks (seed 000's contract) to `queue`, with
+/// publisher confirms, from `concurrency` channels.
+pub(crate) async fn ingest(
+    amqp_url: &str,
+    queue: &str,
+    target: &str,
+    concurrency: usize,
+    messages: usize,
+) -> anyhow::Result<Sent> {
+    let connection =
+        lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default()).await?;
+    let connection = Arc::new(connection);
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (connection, queue, target) =
+            (connection.clone(), queue.to_string(), target.to_string());
+        let step = concurrency;
+        tasks.push(tokio::spawn(async move {
+            let channel = connection.create_channel().await?;
+            channel
+                .confirm_select(lapin::options::ConfirmSelectOptions::default())
+                .await?;
+            let mut sent = Vec::new();
+            let mut confirms = Vec::new();
+            for n in (worker..messages).step_by(step) {
+                let id = format!("amqp-{n}");
+                let body = json!({"target_url": target, "hmac_secret": "bench-secret",
+                                  "payload": payload(n), "headers": {"x-bench-id": id}});
+                let properties = lapin::BasicProperties::default()
+                    .with_content_type("application/json".into())
+                    .with_type("SendCallback".into())
+                    .with_delivery_mode(2);
+                sent.push((id, Instant::now()));
+                confirms.push(
+                    channel
+                        .basic_publish(
+                            "".into(),
+                            queue.as_str().into(),
+                            lapin::options::BasicPublishOptions::default(),
+                            &serde_json::to_vec(&body)?,
+                            properties,
+                        )
+                        .await?,
+                );
+                if confirms.len() >= 256 {
+                    for confirm in confirms.drain(..) {
+                        confirm.await?;
+                    }
+                }
+            }
+            for confirm in confirms {
+                confirm.await?;
+            }
+            anyhow::Ok(sent)
+        }));
+    }
+    let mut sent = Sent::new();
+    for t in tasks {
+        sent.extend(t.await??);
+    }
+    connection.close(200, "bench done".into()).await?;
+    Ok(sent)
+}
+
+pub(crate) async fn delete_queue(amqp_url: &str, queue: &str) -> anyhow::Result<()> {
+    let connection =
+        lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
+        .await?;
+    connection.close(200, "bench done".into()).await?;
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! One run through herald: make the endpoints, push the messages in, wait until
+//! the receiver has every delivery, and turn the arrivals into figures.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::process::Herald;
+use crate::receiver::Arrivals;
+
+/// What one run measured.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Figures {
+    pub(crate) ingest_per_s: f64,
+    pub(crate) delivered_per_s: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+    pub(crate) duplicates: usize,
+    /// Attempts answered 500 by the failing endpoints (scenario c).
+    pub(crate) failed_attempts: usize,
+    pub(crate) peak_rss_mib: f64,
+    pub(crate) cpu_s: f64,
+}
+
+pub(crate) fn payload(n: usize) -> Value {
+    json!({"n": n, "data": "x".repeat(1000)})
+}
+
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+pub(crate) async fn post(http: &reqwest::Client, url: &str, body: Value) -> anyhow::Result<Value> {
+    let r = http.post(url).json(&body).send().await?;
+    let status = r.status();
+    let text = r.text().await?;
+    anyhow::ensure!(status.is_success(), "{url}: {status} {text}");
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// The endpoints of a run: `healthy` ones at the receiver, `failing` ones at its
+/// `/fail` route (answered 500, retried by a short fixed schedule).
+#[derive(Clone, Copy)]
+pub(crate) struct Endpoints {
+    pub(crate) healthy: usize,
+    pub(crate) failing: usize,
+}
+
+/// Messages sent → when they were sent, keyed as the receiver keys arrivals.
+pub(crate) type Sent = HashMap<String, Instant>;
+
+pub(crate) async fn create_endpoints(
+    base: &str,
+    target: &str,
+    endpoints: Endpoints,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    post(
+        &http,
+        &format!("{base}/api/v1/tenants"),
+        json!({"id": "bench"}),
+    )
+    .await?;
+    let failing = target.replace("/hook", "/fail");
+    let urls = std::iter::repeat_n(target, endpoints.healthy)
+        .chain(std::iter::repeat_n(failing.as_str(), endpoints.failing));
+    for url in urls {
+        post(
+            &http,
+            &format!("{base}/api/v1/tenants/bench/endpoints"),
+            json!({"url": url, "max_in_flight": 64,
+                   "retry_policy": {"delays_seconds": [0.5, 1.0, 2.0]}}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Posts `messages` to the native API, spread over the processes in `bases`.
+pub(crate) async fn ingest_http(
+    bases: &[String],
+    concurrency: usize,
+    messages: usize,
+) -> anyhow::Result<Sent> {
+    let http = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (http, bases) = (http.clone(), bases.to_vec());
+        let step = concurrency;
+        tasks.push(tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for n in (worker..messages).step_by(step) {
+                let base = &bases[n % bases.len()];
+                let at = Instant::now();
+                let body = json!({"event_type": "bench.event", "payload": payload(n)});
+                let answer = post(
+                    &http,
+                    &format!("{base}/api/v1/tenants/bench/messages"),
+                    body,
+                )
+                .await?;
+                sent.push((answer["id"].as_str().unwrap_or_default().to_string(), at));
+            }
+            anyhow::Ok(sent)
+        }));
+    }
+    let mut sent = Sent::new();
+    for t in tasks {
+        sent.extend(t.await??);
+    }
+    Ok(sent)
+}
+
+/// Waits until every sent message reached each of `per_message` healthy
+/// endpoints, then measures the run that began at `started`.
+pub(crate) async fn measure(
+    heralds: &[Herald],
+    arrivals: &Arc<Arrivals>,
+    sent: &Sent,
+    per_message: usize,
+    started: Instant,
+    cpu_before: f64,
+) -> anyhow::Result<Figures> {
+    let ingested = started.elapsed();
+    let messages = sent.len();
+    let expected = messages * per_message;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let arrived: usize = arrivals.seen.lock().unwrap().values().map(Vec::len).sum();
+        if arrived >= expected {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {arrived} of {expected} deliveries arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = arrivals.seen.lock().unwrap();
+    let last = seen.values().flatten().max().copied().unwrap_or(started);
+    let mut latencies: Vec<f64> = seen
+        .iter()
+        .filter_map(|(id, times)| {
+            Some((times.iter().min()?.duration_since(*sent.get(id)?)).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let duplicates = seen
+        .values()
+        .map(|t| t.len().saturating_sub(per_message))
+        .sum();
+    Ok(Figures {
+        ingest_per_s: messages as f64 / ingested.as_secs_f64(),
+        delivered_per_s: expected as f64 / (last - started).as_secs_f64(),
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        max_ms: latencies.last().copied().unwrap_or_default(),
+        duplicates,
+        failed_attempts: arrivals.failures(),
+        peak_rss_mib: heralds.iter().map(Herald::peak_rss_mib).sum(),
+        cpu_s: heralds.iter().map(Herald::cpu_seconds).sum::<f64>() - cpu_before,
+    })
+}
+
+/// Pushes `messages` through the herald processes in `heralds` (spread over
+/// them) to `endpoints`, and measures.
+pub(crate) async fn through_herald(
+    heralds: &[Herald],
+    target: &str,
+    arrivals: &Arc<Arrivals>,
+    concurrency: usize,
+    messages: usize,
+    endpoints: Endpoints,
+) -> anyhow::Result<Figures> {
+    arrivals.reset();
+    create_endpoints(&heralds[0].base, target, endpoints).await?;
+    let cpu_before: f64 = heralds.iter().map(Herald::cpu_seconds).sum();
+    let bases: Vec<String> = heralds.iter().map(|h| h.base.clone()).collect();
+    let started = Instant::now();
+    let sent = ingest_http(&bases, concurrency, messages).await?;
+    measure(
+        heralds,
+        arrivals,
+        &sent,
+        endpoints.healthy,
+        started,
+        cpu_before,
+    )
+    .await
+}
