@@ -1,0 +1,228 @@
+//! What is reported and kept: attempt listings, stats, the janitor's purge.
+
+use std::sync::Arc;
+
+use herald_store::prelude::*;
+use herald_store::*;
+
+use crate::fixtures::*;
+
+pub async fn attempts_are_listed_with_filters(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let node = NodeId::new();
+    let ep = endpoint(&store, &acme, false).await;
+    let d = delivery(&store, &acme, Some(&ep.id), Some(&node)).await;
+    let other = delivery(&store, &acme, None, Some(&node)).await;
+    try_once(
+        &store,
+        &d,
+        &node,
+        1,
+        NextState::Retry {
+            at: 1,
+            error: "HTTP 500".into(),
+        },
+    )
+    .await;
+    try_once(&store, &d, &node, 2, NextState::Succeeded).await;
+    try_once(&store, &other, &node, 1, NextState::Succeeded).await;
+    let all = store
+        .list_attempts(&acme, AttemptFilter::default(), PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(all.data.len(), 3);
+    let by_endpoint = AttemptFilter {
+        endpoint_id: Some(ep.id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_attempts(&acme, by_endpoint, PageRequest::default())
+            .await
+            .unwrap()
+            .data
+            .len(),
+        2
+    );
+    let retries = AttemptFilter {
+        outcome: Some("retry".into()),
+        ..Default::default()
+    };
+    let found = store
+        .list_attempts(&acme, retries, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(found.data.len(), 1);
+    let a = &found.data[0];
+    assert_eq!(
+        (a.attempt, a.response_status, a.duration_ms),
+        (1, Some(500), 5)
+    );
+    assert_eq!(
+        a.response_headers,
+        vec![("content-type".to_string(), "text/plain".to_string())]
+    );
+    assert_eq!(a.request_body.as_deref(), Some(r#"{"a":1}"#));
+    let by_message = AttemptFilter {
+        message_id: Some(other.message_id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_attempts(&acme, by_message, PageRequest::default())
+            .await
+            .unwrap()
+            .data
+            .len(),
+        1
+    );
+    let window = AttemptFilter {
+        since: Some(2_002),
+        until: Some(2_003),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_attempts(&acme, window, PageRequest::default())
+            .await
+            .unwrap()
+            .data
+            .len(),
+        1
+    );
+    let paged = store
+        .list_attempts(
+            &acme,
+            AttemptFilter::default(),
+            PageRequest {
+                limit: 2,
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(paged.data.len(), 2);
+    assert!(paged.next_cursor.is_some());
+}
+
+pub async fn stats_count_what_happened(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let node = NodeId::new();
+    let ok = delivery(&store, &acme, None, Some(&node)).await;
+    let retried = delivery(&store, &acme, None, Some(&node)).await;
+    let dead = delivery(&store, &acme, None, Some(&node)).await;
+    try_once(&store, &ok, &node, 1, NextState::Succeeded).await;
+    try_once(
+        &store,
+        &retried,
+        &node,
+        1,
+        NextState::Retry {
+            at: 9_999_999,
+            error: "HTTP 503".into(),
+        },
+    )
+    .await;
+    try_once(
+        &store,
+        &dead,
+        &node,
+        1,
+        NextState::Dead {
+            reason: "HTTP 410".into(),
+        },
+    )
+    .await;
+    let stats = store.tenant_stats(&acme).await.unwrap();
+    assert_eq!(
+        (
+            stats.total_events,
+            stats.successful_events,
+            stats.failed_events,
+            stats.pending_retries,
+            stats.dead_letter_count
+        ),
+        (3, 1, 2, 1, 1)
+    );
+    assert_eq!(stats.avg_response_time_ms, 5.0);
+    assert!(stats.last_updated.is_some());
+    let window = store.attempt_stats(Some(&acme), 0).await.unwrap();
+    assert_eq!(
+        (
+            window.total,
+            window.success,
+            window.retry,
+            window.failed,
+            window.p99_ms
+        ),
+        (3, 1, 1, 1, 5)
+    );
+    let open = store.open_stats(10_000_000).await.unwrap();
+    assert_eq!(
+        (open.pending, open.delivering, open.oldest_due),
+        (1, 0, Some(9_999_999))
+    );
+    let failures = store.recent_failures(None, 10).await.unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].delivery.id, dead.id);
+}
+
+pub async fn purge_removes_old_finished_work_only(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let node = NodeId::new();
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000;
+    // An old finished message, an old one still pending, and a recent finished one.
+    let mut ids = Vec::new();
+    for (age, finish) in [(40 * day, true), (40 * day, false), (0, true)] {
+        let mut i = ingest(&acme, None, None);
+        let at = now - age;
+        i.message.id = herald_core::MessageId::from_stored(format!(
+            "msg_{}",
+            ulid::Ulid::from_parts(at as u64, rand_bits())
+        ));
+        i.message.created_at = at;
+        for d in &mut i.deliveries {
+            d.message_id = i.message.id.clone();
+        }
+        let IngestResult::Created(d) = store.ingest(i, Some(&node)).await.unwrap() else {
+            panic!()
+        };
+        if finish {
+            try_once(&store, &d[0], &node, 1, NextState::Succeeded).await;
+        }
+        ids.push(d[0].message_id.clone());
+    }
+    let purged = store
+        .purge(now - 30 * day, now - 7 * day, 100)
+        .await
+        .unwrap();
+    assert_eq!(purged.messages, 1);
+    assert!(
+        store.get_message(&ids[0]).await.unwrap().is_none(),
+        "old and finished: gone"
+    );
+    assert!(
+        store.get_message(&ids[1]).await.unwrap().is_some(),
+        "old but pending: kept"
+    );
+    assert!(
+        store.get_message(&ids[2]).await.unwrap().is_some(),
+        "recent: kept"
+    );
+    assert_eq!(store.message_deliveries(&ids[0]).await.unwrap().len(), 0);
+    let attempts = store
+        .list_attempts(&acme, AttemptFilter::default(), PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(attempts.data.len(), 1, "the recent message's attempt stays");
+    // Attempts age out on their own clock.
+    let purged = store.purge(now - 30 * day, now + day, 100).await.unwrap();
+    assert_eq!(purged.attempts, 1);
+}
+
+fn rand_bits() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed) as u128
+}
