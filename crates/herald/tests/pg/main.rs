@@ -19,8 +19,12 @@ mod api;
 #[path = "../it/cli.rs"]
 mod cli;
 mod cluster;
+#[path = "../it/dead_letters.rs"]
+mod dead_letters;
 #[path = "../it/delivery.rs"]
 mod delivery;
+#[path = "../it/fan_out.rs"]
+mod fan_out;
 #[path = "../it/helpers.rs"]
 mod helpers;
 #[path = "../it/observability.rs"]
