@@ -79,16 +79,21 @@ pub async fn list(
     })))
 }
 
+/// The endpoint a path names, within the tenant it names, or 404.
+async fn tenant_endpoint(state: &AppState, tid: &str, eid: &str) -> ApiResult<Arc<Endpoint>> {
+    let tenant = tenant(state, tid).await?;
+    Ok(state
+        .engine
+        .endpoint(&tenant.id, &endpoint_id(eid)?)
+        .await?)
+}
+
 #[utoipa::path(get, path = "/api/v1/tenants/{tid}/endpoints/{eid}", responses((status = 200, body = EndpointOut)))]
 pub async fn read(
     state: State,
     Path((tid, eid)): Path<(String, String)>,
 ) -> ApiResult<Json<EndpointOut>> {
-    let tenant = tenant(&state, &tid).await?;
-    let endpoint = state
-        .engine
-        .endpoint(&tenant.id, &endpoint_id(&eid)?)
-        .await?;
+    let endpoint = tenant_endpoint(&state, &tid, &eid).await?;
     Ok(out(&state, &endpoint))
 }
 
@@ -98,12 +103,7 @@ pub async fn update(
     Path((tid, eid)): Path<(String, String)>,
     ValidJson(spec): ValidJson<EndpointSpec>,
 ) -> ApiResult<Json<EndpointOut>> {
-    let tenant = tenant(&state, &tid).await?;
-    let mut endpoint = (*state
-        .engine
-        .endpoint(&tenant.id, &endpoint_id(&eid)?)
-        .await?)
-        .clone();
+    let mut endpoint = (*tenant_endpoint(&state, &tid, &eid).await?).clone();
     endpoint.apply(spec, chrono::Utc::now())?;
     state.engine.update_endpoint(endpoint.clone()).await?;
     Ok(out(&state, &endpoint))
@@ -158,11 +158,7 @@ pub async fn secret(
     state: State,
     Path((tid, eid)): Path<(String, String)>,
 ) -> ApiResult<Json<SecretOut>> {
-    let tenant = tenant(&state, &tid).await?;
-    let endpoint = state
-        .engine
-        .endpoint(&tenant.id, &endpoint_id(&eid)?)
-        .await?;
+    let endpoint = tenant_endpoint(&state, &tid, &eid).await?;
     Ok(Json(SecretOut::of(&endpoint)))
 }
 
@@ -188,12 +184,7 @@ pub async fn rotate(
     } else {
         crate::extract::parse_json(&body)?
     };
-    let tenant = tenant(&state, &tid).await?;
-    let mut endpoint = (*state
-        .engine
-        .endpoint(&tenant.id, &endpoint_id(&eid)?)
-        .await?)
-        .clone();
+    let mut endpoint = (*tenant_endpoint(&state, &tid, &eid).await?).clone();
     let now = chrono::Utc::now();
     endpoint
         .signature
