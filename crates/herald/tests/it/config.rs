@@ -85,6 +85,14 @@ fn secrets_are_masked_when_printed() {
         &[
             ("HERALD_ADMIN_TOKEN", "super-secret-admin"),
             ("HERALD_ALLOW_NETWORKS", "127.0.0.0/8, 10.0.0.0/8"),
+            (
+                "HERALD_DATABASE_URL",
+                "postgres://herald:db-password-42@db.example:5432/herald",
+            ),
+            (
+                "HERALD_MASTER_KEY",
+                "YmVuY2gtbWFzdGVyLWtleS0zMi1ieXRlcy1sb25nLi4=",
+            ),
         ],
     );
     assert!(
@@ -94,6 +102,11 @@ fn secrets_are_masked_when_printed() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!text.contains("super-secret-admin"), "{text}");
+    assert!(!text.contains("db-password-42"), "{text}");
+    assert!(
+        text.contains("postgres://herald:********@db.example"),
+        "{text}"
+    );
     assert!(text.contains("admin_token = \"********\""), "{text}");
     assert!(text.contains("10.0.0.0/8"), "{text}");
 }
