@@ -78,6 +78,18 @@ pub struct EngineConfig {
     pub allow_networks: Vec<herald_core::network::Cidr>,
 }
 
+impl EngineConfig {
+    /// How long a claim holds a delivery whose tries time out after `timeout_seconds`.
+    pub(crate) fn lease_ms(&self, timeout_seconds: f64) -> i64 {
+        ((timeout_seconds + self.lease_margin_seconds) * 1000.0) as i64
+    }
+
+    /// The timeout of an ad-hoc callback's tries.
+    pub(crate) fn adhoc_timeout(&self, target: &AdHocTarget) -> f64 {
+        target.timeout_seconds.unwrap_or(self.adhoc_timeout_seconds)
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
@@ -206,8 +218,8 @@ impl Engine {
     fn claim_at_ingest(&self, delivery: &mut Delivery, timeout_seconds: f64) {
         if self.owner().is_some() {
             delivery.status = DeliveryStatus::Delivering;
-            let lease = (timeout_seconds + self.inner.config.lease_margin_seconds) * 1000.0;
-            delivery.claimed_until = Some(delivery.created_at + lease as i64);
+            delivery.claimed_until =
+                Some(delivery.created_at + self.inner.config.lease_ms(timeout_seconds));
         }
     }
 
@@ -371,9 +383,7 @@ impl Engine {
             .tenant(tenant)
             .await?
             .ok_or(EngineError::NotFound("tenant"))?;
-        let timeout = target
-            .timeout_seconds
-            .unwrap_or(self.inner.config.adhoc_timeout_seconds);
+        let timeout = self.inner.config.adhoc_timeout(&target);
         let stored = stored_message(tenant, &message);
         let mut delivery = Delivery::new(&stored, None, Some(target), stored.created_at);
         self.claim_at_ingest(&mut delivery, timeout);

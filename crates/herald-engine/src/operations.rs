@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use herald_core::delivery::DeliveryStatus;
 use herald_core::endpoint::Endpoint;
 use herald_core::{DeliveryId, EndpointId, MessageId, TenantId, ValidationError};
 use herald_store::{Delivery, ReplaySelector, StoreError, Tenant};
@@ -73,9 +72,7 @@ impl Engine {
         let ids: Vec<DeliveryId> = deliveries
             .iter()
             .filter(|d| delivery.is_none_or(|one| &d.id == one))
-            .filter(|d| {
-                d.status == DeliveryStatus::Pending || d.status == DeliveryStatus::Delivering
-            })
+            .filter(|d| d.status.is_open())
             .map(|d| d.id.clone())
             .collect();
         if let Some(one) = delivery {

@@ -87,7 +87,7 @@ pub(crate) async fn attempt(
         return done(job, Signal::Skipped);
     };
     // The lease outlasts the whole request, so no other node takes it meanwhile.
-    let lease_until = now_ms() + ((plan.timeout + ctx.config.lease_margin_seconds) * 1000.0) as i64;
+    let lease_until = now_ms() + ctx.config.lease_ms(plan.timeout);
     let ordered = endpoint
         .as_deref()
         .filter(|e| e.mode == DeliveryMode::Ordered)
@@ -419,9 +419,7 @@ fn plan<'a>(
         connect_timeout: config
             .adhoc_connect_timeout_seconds
             .min(target.timeout_seconds.unwrap_or(f64::MAX)),
-        timeout: target
-            .timeout_seconds
-            .unwrap_or(config.adhoc_timeout_seconds),
+        timeout: config.adhoc_timeout(target),
         on_exhausted: OnExhausted::DeadLetter,
     })
 }
