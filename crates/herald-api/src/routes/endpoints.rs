@@ -179,11 +179,7 @@ pub async fn rotate(
     Path((tid, eid)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<SecretOut>> {
-    let spec: RotateSpec = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateSpec::default()
-    } else {
-        crate::extract::parse_json(&body)?
-    };
+    let spec: RotateSpec = crate::extract::optional_json(&body)?;
     let mut endpoint = (*tenant_endpoint(&state, &tid, &eid).await?).clone();
     let now = chrono::Utc::now();
     endpoint

@@ -189,21 +189,13 @@ pub struct DeliveriesOut {
     pub deliveries: Vec<DeliveryOut>,
 }
 
-fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiResult<T> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(T::default())
-    } else {
-        crate::extract::parse_json(body)
-    }
-}
-
 #[utoipa::path(post, path = "/api/v1/tenants/{tid}/messages/{mid}/resend", request_body = ResendSpec, responses((status = 202, body = DeliveriesOut)))]
 pub async fn resend(
     state: State,
     Path((tid, mid)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<DeliveriesOut>)> {
-    let spec: ResendSpec = optional_body(&body)?;
+    let spec: ResendSpec = crate::extract::optional_json(&body)?;
     let endpoint = spec
         .endpoint_id
         .map(|e| EndpointId::parse(&e, "endpoint_id"))
@@ -242,7 +234,7 @@ pub async fn cancel(
     Path((tid, mid)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<CancelledOut>> {
-    let spec: CancelSpec = optional_body(&body)?;
+    let spec: CancelSpec = crate::extract::optional_json(&body)?;
     let one = spec.delivery_id.map(|d| delivery_id(&d)).transpose()?;
     let cancelled = state
         .engine

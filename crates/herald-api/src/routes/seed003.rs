@@ -516,8 +516,7 @@ pub async fn receive(
     let tenant = header("x-tenant-id").ok_or_else(|| {
         ValidationError::new("X-Tenant-ID", "names the tenant whose secret signs")
     })?;
-    let tenant =
-        TenantId::parse(&tenant, "X-Tenant-ID").map_err(|_| ApiError::NotFound("tenant"))?;
+    let tenant = super::tenant_id(&tenant)?;
     let endpoint = default_endpoint(&state, &tenant)
         .await?
         .ok_or(ApiError::NotFound("configuration"))?;

@@ -58,11 +58,7 @@ pub async fn create(
     Path(tid): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<TokenOut>)> {
-    let spec: TokenSpec = if body.iter().all(u8::is_ascii_whitespace) {
-        TokenSpec::default()
-    } else {
-        crate::extract::parse_json(&body)?
-    };
+    let spec: TokenSpec = crate::extract::optional_json(&body)?;
     let tenant = tenant(&state, &tid).await?;
     let name = spec.name.unwrap_or_default();
     if name.len() > 256 {
