@@ -10,7 +10,6 @@
 //! Reproduce: `cargo build --release -p herald -p herald-bench && target/release/herald-bench`.
 
 mod amqp;
-mod postgres;
 mod process;
 mod receiver;
 mod run;
@@ -23,7 +22,7 @@ use clap::Parser;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use postgres::TempSchema;
+use herald_store::postgres::test_schema::TestSchema;
 use process::Herald;
 use receiver::Arrivals;
 use run::{measure, payload, through_herald, Endpoints, Figures};
@@ -261,7 +260,7 @@ async fn main() -> anyhow::Result<()> {
         for processes in 1..=3 {
             let mut runs = Vec::new();
             for _ in 0..args.runs {
-                let schema = TempSchema::create(&args.database_url).await?;
+                let schema = TestSchema::create(&args.database_url).await;
                 let mut heralds = Vec::new();
                 for _ in 0..processes {
                     heralds.push(Herald::start(&schema.url(), &[]).await?);
@@ -281,7 +280,7 @@ async fn main() -> anyhow::Result<()> {
                     .await?,
                 );
                 drop(heralds);
-                schema.drop_now().await?;
+                drop(schema);
             }
             report(
                 &format!(
