@@ -175,16 +175,13 @@ impl MessageStore for SqliteStore {
         let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
         self.writer
             .write(move |conn| {
+                let sql = format!(
+                    "UPDATE deliveries SET status = 'cancelled', next_attempt_at = NULL, updated_at = ?2 \
+                     WHERE id = ?1 AND status IN {OPEN} RETURNING id"
+                );
                 let mut cancelled = Vec::new();
                 for id in ids {
-                    cancelled.extend(delivery_ids(
-                        conn,
-                        &format!(
-                            "UPDATE deliveries SET status = 'cancelled', next_attempt_at = NULL, updated_at = ?2 \
-                             WHERE id = ?1 AND status IN {OPEN} RETURNING id"
-                        ),
-                        params![id, now],
-                    )?);
+                    cancelled.extend(delivery_ids(conn, &sql, params![id, now])?);
                 }
                 Ok(cancelled)
             })

@@ -160,6 +160,10 @@ fn apply_outcome(
     outcome: Outcome,
     node: &str,
 ) -> StoreResult<OutcomeApplied> {
+    /// Applies only while this node's claim holds.
+    const SQL: &str = "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, \
+         last_error = ?5, dead_reason = ?6, dead_at = ?7, lease_until = NULL, updated_at = ?8 \
+         WHERE id = ?1 AND status = 'delivering' AND lease_owner = ?9";
     let Outcome {
         attempt: a,
         next,
@@ -167,11 +171,6 @@ fn apply_outcome(
     } = outcome;
     insert_attempt(conn, &a)?;
     let id = a.delivery_id.as_str();
-    let guard = "WHERE id = ?1 AND status = 'delivering' AND lease_owner = ?9";
-    let sql = format!(
-        "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5, \
-         dead_reason = ?6, dead_at = ?7, lease_until = NULL, updated_at = ?8 {guard}"
-    );
     let (status, at, error, dead_reason, dead_at) = match &next {
         NextState::Succeeded => ("succeeded", None, None, None, None),
         NextState::Retry { at, error } => ("pending", Some(*at), Some(error.as_str()), None, None),
@@ -183,7 +182,7 @@ fn apply_outcome(
             Some(now),
         ),
     };
-    let changed = conn.prepare_cached(&sql)?.execute(params![
+    let changed = conn.prepare_cached(SQL)?.execute(params![
         id,
         status,
         a.attempt,
