@@ -80,6 +80,27 @@ pub(crate) struct Finished {
     pub signal: Signal,
 }
 
+impl Finished {
+    /// Nothing more to send for this job.
+    pub(crate) fn done(job: Job, signal: Signal) -> Self {
+        Self {
+            job,
+            again_at: None,
+            also_closed: Vec::new(),
+            endpoint: None,
+            signal,
+        }
+    }
+
+    /// Send the job again at `at`.
+    pub(crate) fn later(job: Job, at: Millis, signal: Signal) -> Self {
+        Self {
+            again_at: Some(at),
+            ..Self::done(job, signal)
+        }
+    }
+}
+
 pub(crate) enum Command {
     /// Newly committed (or replayed) deliveries, with their endpoint when they have one.
     Schedule(Vec<(Job, Option<Arc<Endpoint>>)>),
@@ -512,13 +533,7 @@ impl Scheduler {
                 Ok(finished) => finished,
                 Err(e) => {
                     tracing::error!(delivery_id = %fallback.delivery_id, error = %e, "delivery attempt panicked; retrying in 1 s");
-                    Finished {
-                        job: fallback,
-                        again_at: Some(now_ms() + 1000),
-                        also_closed: Vec::new(),
-                        signal: Signal::Skipped,
-                        endpoint: None,
-                    }
+                    Finished::later(fallback, now_ms() + 1000, Signal::Skipped)
                 }
             };
             drop(permit);

@@ -56,18 +56,12 @@ pub(crate) async fn attempt(
     mut job: Job,
     endpoint: Option<Arc<Endpoint>>,
 ) -> Finished {
-    let retry_soon = |job: Job, signal| Finished {
-        job,
-        again_at: Some(now_ms() + 1000),
-        also_closed: Vec::new(),
-        signal,
-        endpoint: None,
-    };
+    let retry_soon = |job: Job, signal| Finished::later(job, now_ms() + 1000, signal);
     let message = match job.message.take() {
         Some(m) => m,
         None => match ctx.store.get_message(&job.message_id).await {
             Ok(Some(m)) => Arc::new(m),
-            Ok(None) => return done(job, Signal::Skipped),
+            Ok(None) => return Finished::done(job, Signal::Skipped),
             Err(e) => {
                 tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot read the message; retrying in 1 s");
                 return retry_soon(job, Signal::Skipped);
@@ -84,7 +78,7 @@ pub(crate) async fn attempt(
     let target = job.target.clone();
     let Some(plan) = plan(&ctx.config, target.as_deref(), endpoint.as_deref()) else {
         // The endpoint is gone: its deliveries were closed with it.
-        return done(job, Signal::Skipped);
+        return Finished::done(job, Signal::Skipped);
     };
     // The lease outlasts the whole request, so no other node takes it meanwhile.
     let lease_until = now_ms() + ctx.config.lease_ms(plan.timeout);
@@ -108,15 +102,9 @@ pub(crate) async fn attempt(
             job.attempt_base = delivery.attempt_base;
         }
         Some(Ok(Claim::Blocked)) => {
-            return Finished {
-                job,
-                again_at: Some(now_ms() + ORDERED_RECHECK_MS),
-                also_closed: Vec::new(),
-                signal: Signal::Skipped,
-                endpoint: None,
-            }
+            return Finished::later(job, now_ms() + ORDERED_RECHECK_MS, Signal::Skipped)
         }
-        Some(Ok(Claim::Lost)) => return done(job, Signal::Skipped),
+        Some(Ok(Claim::Lost)) => return Finished::done(job, Signal::Skipped),
         Some(Err(e)) => {
             tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot claim a delivery; retrying in 1 s");
             return retry_soon(job, Signal::Skipped);
@@ -301,16 +289,6 @@ pub(crate) async fn attempt(
     record(&ctx, job, attempt, next, again_at, signal).await
 }
 
-fn done(job: Job, signal: Signal) -> Finished {
-    Finished {
-        job,
-        again_at: None,
-        also_closed: Vec::new(),
-        signal,
-        endpoint: None,
-    }
-}
-
 /// Commits the attempt; on a store error the try is repeated later, uncounted.
 async fn record(
     ctx: &WorkerCtx,
@@ -356,17 +334,11 @@ async fn record(
         }
         Ok(OutcomeApplied::Stale) => {
             ctx.metrics.attempt(&tried);
-            done(job, signal)
+            Finished::done(job, signal)
         }
         Err(e) => {
             tracing::error!(delivery_id = %job.delivery_id, error = %e, "cannot record an attempt; it will be repeated");
-            Finished {
-                job,
-                again_at: Some(now_ms() + 1000),
-                also_closed: Vec::new(),
-                signal,
-                endpoint: None,
-            }
+            Finished::later(job, now_ms() + 1000, signal)
         }
     }
 }
