@@ -200,6 +200,17 @@ pub trait WorkStore: Send + Sync + 'static {
         stale_before: Millis,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>>;
+    /// The first `limit` open deliveries of one endpoint that `node` owns, in the
+    /// order it sends them: by due time, or by commit order (`seq`) when the
+    /// endpoint is `ordered`. The scheduler pages an endpoint's backlog in through
+    /// this, so a backlog costs disk, not memory.
+    async fn owned_deliveries(
+        &self,
+        node: &NodeId,
+        endpoint: &EndpointId,
+        ordered: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
     /// Claims a delivery for one try: `delivering`, leased until `lease_until`.
     /// `ordered` is the endpoint when it delivers in order: the claim then waits
     /// while an earlier delivery of that endpoint is open.

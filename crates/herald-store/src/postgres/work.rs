@@ -69,6 +69,32 @@ impl WorkStore for PgStore {
         Ok(adopted)
     }
 
+    async fn owned_deliveries(
+        &self,
+        node: &NodeId,
+        endpoint: &EndpointId,
+        ordered: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        let order = if ordered {
+            "d.seq"
+        } else {
+            "d.next_attempt_at, d.seq"
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d \
+             WHERE d.endpoint_id = $1 AND d.status IN {OPEN} AND d.lease_owner = $2 \
+             ORDER BY {order} LIMIT $3"
+        ))
+        .bind(endpoint.as_str())
+        .bind(node.as_str())
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?;
+        rows.iter().map(|r| rows::delivery(r, &self.key)).collect()
+    }
+
     async fn claim(
         &self,
         id: &DeliveryId,

@@ -102,6 +102,14 @@ CREATE TABLE tokens (
 );
 CREATE INDEX tokens_tenant ON tokens (tenant_id, id);
 "#,
+    // An endpoint's open deliveries by due time and by commit order (the rowid), for
+    // paging a backlog into the scheduler.
+    r#"
+CREATE INDEX deliveries_due ON deliveries (endpoint_id, next_attempt_at)
+    WHERE status IN ('pending', 'delivering');
+CREATE INDEX deliveries_endpoint_open ON deliveries (endpoint_id)
+    WHERE status IN ('pending', 'delivering');
+"#,
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use herald_core::{DeliveryId, EndpointId};
 use rusqlite::{params, Connection};
 
-use super::rows::{to_json, ATTEMPT_COLUMNS};
+use super::rows::{self, to_json, ATTEMPT_COLUMNS, DELIVERY_COLUMNS};
 use super::{delivery_ids, load_endpoint, save_endpoint, select_deliveries, SqliteStore, OPEN};
 use crate::crypto::MasterKey;
 use crate::*;
@@ -53,16 +53,25 @@ impl WorkStore for SqliteStore {
         let key = self.key.clone();
         self.writer
             .write(move |conn| {
+                // Three index ranges (no owner, owners before this node's id, owners
+                // after it): this node's own deliveries, however many, are not read.
+                const DEAD: &str = "NOT IN (SELECT id FROM nodes WHERE heartbeat_at >= ?3)";
+                let orphans = |owner: &str| {
+                    format!(
+                        "SELECT seq FROM (SELECT seq FROM deliveries \
+                         WHERE status IN {OPEN} AND {owner} \
+                         AND (status = 'pending' OR lease_until IS NULL OR lease_until < ?2) \
+                         ORDER BY lease_owner, seq LIMIT ?4)"
+                    )
+                };
                 let seqs = conn
                     .prepare_cached(&format!(
                         "UPDATE deliveries SET lease_owner = ?1, lease_until = NULL, status = 'pending', updated_at = ?2 \
-                         WHERE seq IN (SELECT seq FROM deliveries \
-                             WHERE status IN {OPEN} \
-                             AND (lease_owner IS NULL OR (lease_owner != ?1 AND lease_owner NOT IN \
-                                  (SELECT id FROM nodes WHERE heartbeat_at >= ?3))) \
-                             AND (status = 'pending' OR lease_until IS NULL OR lease_until < ?2) \
-                             ORDER BY seq LIMIT ?4) \
-                         RETURNING seq"
+                         WHERE seq IN (SELECT seq FROM ({} UNION ALL {} UNION ALL {}) ORDER BY seq LIMIT ?4) \
+                         RETURNING seq",
+                        orphans("lease_owner IS NULL"),
+                        orphans(&format!("lease_owner < ?1 AND lease_owner {DEAD}")),
+                        orphans(&format!("lease_owner > ?1 AND lease_owner {DEAD}")),
                     ))?
                     .query_map(params![node, now, stale_before, limit], |r| r.get::<_, i64>(0))?
                     .collect::<Result<Vec<_>, _>>()?;
@@ -74,6 +83,34 @@ impl WorkStore for SqliteStore {
                 Ok(adopted)
             })
             .await
+    }
+
+    async fn owned_deliveries(
+        &self,
+        node: &NodeId,
+        endpoint: &EndpointId,
+        ordered: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        let (node, endpoint) = (node.to_string(), endpoint.to_string());
+        let key = self.key.clone();
+        let (index, order) = if ordered {
+            ("deliveries_endpoint_open", "d.seq")
+        } else {
+            ("deliveries_due", "d.next_attempt_at, d.seq")
+        };
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY {index} \
+                 WHERE d.endpoint_id = ?1 AND d.status IN {OPEN} AND d.lease_owner = ?2 \
+                 ORDER BY {order} LIMIT ?3"
+            ))?;
+            let rows = stmt
+                .query_map(params![endpoint, node, limit], |r| rows::delivery(r, &key))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
     }
 
     async fn claim(

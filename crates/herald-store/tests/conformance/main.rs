@@ -40,6 +40,7 @@ conformance!(
     claims_belong_to_one_node,
     ordered_claims_wait_for_earlier_deliveries,
     orphans_of_dead_nodes_are_adopted,
+    owned_deliveries_page_in_send_order,
     outcomes_move_deliveries_on,
     outcomes_after_a_lost_claim_are_stale,
     dead_letters_replay_with_a_fresh_budget,

@@ -138,3 +138,49 @@ pub async fn orphans_of_dead_nodes_are_adopted(store: Arc<dyn Store>) {
         DeliveryStatus::Pending
     );
 }
+
+pub async fn owned_deliveries_page_in_send_order(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let ep = endpoint(&store, &acme, false).await;
+    let (a, b) = (NodeId::new(), NodeId::new());
+    let first = delivery(&store, &acme, Some(&ep.id), Some(&a)).await;
+    let second = delivery(&store, &acme, Some(&ep.id), Some(&a)).await;
+    let third = delivery(&store, &acme, Some(&ep.id), Some(&a)).await;
+    let done = delivery(&store, &acme, Some(&ep.id), Some(&a)).await;
+    delivery(&store, &acme, Some(&ep.id), Some(&b)).await;
+    delivery(&store, &acme, None, Some(&a)).await;
+    for d in [&first, &done] {
+        assert!(matches!(
+            store.claim(&d.id, &a, 9_000, None).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+    }
+    let retry = NextState::Retry {
+        at: 50_000,
+        error: "HTTP 500".into(),
+    };
+    store
+        .record_outcome(outcome(&first, 1, retry, 2_000), &a)
+        .await
+        .unwrap();
+    store
+        .record_outcome(outcome(&done, 1, NextState::Succeeded, 2_000), &a)
+        .await
+        .unwrap();
+    let ids = |ds: Vec<Delivery>| ds.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.owned_deliveries(&a, &ep.id, false, 10).await.unwrap()),
+        vec![second.id.clone(), third.id.clone(), first.id.clone()],
+        "by due time, this node's open deliveries of this endpoint only"
+    );
+    assert_eq!(
+        ids(store.owned_deliveries(&a, &ep.id, true, 10).await.unwrap()),
+        vec![first.id.clone(), second.id.clone(), third.id.clone()],
+        "by commit order"
+    );
+    assert_eq!(
+        ids(store.owned_deliveries(&a, &ep.id, false, 1).await.unwrap()),
+        vec![second.id.clone()],
+        "limited"
+    );
+}
