@@ -99,6 +99,7 @@ impl Default for EngineConfig {
                 breaker: BreakerConfig::default(),
                 max_concurrent_requests: 512,
                 adhoc_max_in_flight: 32,
+                lane_window: 5_000,
             },
             user_agent: format!("herald/{}", env!("CARGO_PKG_VERSION")),
             response_body_limit: 4096,
@@ -251,23 +252,7 @@ impl Engine {
                 Some(id) => self.inner.cache.endpoint(id).await?,
                 None => None,
             };
-            jobs.push((
-                Job {
-                    delivery_id: d.id.clone(),
-                    message_id: d.message_id.clone(),
-                    tenant_id: d.tenant_id.clone(),
-                    endpoint_id: d.endpoint_id.clone(),
-                    target: d.target.clone().map(Arc::new),
-                    seq: d.seq,
-                    due: d.next_attempt_at.unwrap_or(0),
-                    attempts: d.attempts,
-                    attempt_base: d.attempt_base,
-                    message: message.clone(),
-                    generation: 0,
-                    claimed: d.claimed_until.is_some(),
-                },
-                endpoint,
-            ));
+            jobs.push((Job::from_delivery(d, message.clone()), endpoint));
         }
         Ok(jobs)
     }

@@ -72,6 +72,9 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// How long the pending delivery due longest ago has waited.
     pub oldest_due_age: Gauge<f64, AtomicU64>,
+    /// Deliveries the scheduler holds in memory (in flight included); a backlog
+    /// past each endpoint's window waits in the store instead.
+    pub scheduler_held: Gauge,
     targets: Mutex<HashSet<String>>,
 }
 
@@ -142,6 +145,7 @@ impl Metrics {
         let pending = Gauge::default();
         let in_flight = Gauge::default();
         let oldest_due_age = Gauge::<f64, AtomicU64>::default();
+        let scheduler_held = Gauge::default();
         registry.register(
             "herald_attempts",
             "HTTP tries by outcome (success, retry, failed)",
@@ -177,6 +181,11 @@ impl Metrics {
             "How long the pending delivery due longest ago has waited",
             oldest_due_age.clone(),
         );
+        registry.register(
+            "herald_scheduler_held_deliveries",
+            "Deliveries the scheduler holds in memory, in flight included",
+            scheduler_held.clone(),
+        );
         Self {
             registry,
             callback_total,
@@ -191,6 +200,7 @@ impl Metrics {
             pending,
             in_flight,
             oldest_due_age,
+            scheduler_held,
             targets: Mutex::default(),
         }
     }

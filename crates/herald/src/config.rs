@@ -78,6 +78,7 @@ pub struct Config {
     pub timeout_seconds: f64,
     pub max_in_flight: u32,
     pub adhoc_max_in_flight: u32,
+    pub lane_window: usize,
     pub retry_policy: RetryPolicySpec,
     pub circuit_breaker: BreakerSettings,
 }
@@ -253,6 +254,9 @@ impl Config {
                 "and adhoc_max_in_flight must be at least 1",
             ));
         }
+        if self.lane_window < 2 {
+            return Err(bad("lane_window", "must be at least 2"));
+        }
         self.retry_policy()?;
         self.endpoint_defaults()?;
         Ok(())
@@ -337,6 +341,7 @@ impl Config {
                 },
                 max_concurrent_requests: self.max_concurrent_requests,
                 adhoc_max_in_flight: self.adhoc_max_in_flight,
+                lane_window: self.lane_window,
             },
             adhoc_connect_timeout_seconds: self.connect_timeout_seconds,
             adhoc_timeout_seconds: self.timeout_seconds,

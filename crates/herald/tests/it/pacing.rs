@@ -157,3 +157,117 @@ async fn a_dead_endpoints_backlog_does_not_slow_a_healthy_one() {
     );
 }
 }
+
+/// Ingests `count` messages of `event_type` through the real ingest path, from ten
+/// tasks at once; returns their ids.
+async fn ingest_many(app: &crate::helpers::TestApp, event_type: &str, count: usize) -> Vec<String> {
+    let tenant = TenantId::parse("acme", "tenant").unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|worker| {
+            let (engine, tenant) = (app.engine.clone(), tenant.clone());
+            let event_type = event_type.to_string();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for n in (worker..count).step_by(10) {
+                    let spec: MessageSpec = serde_json::from_value(
+                        json!({"event_type": event_type, "payload": {"n": n}}),
+                    )
+                    .unwrap();
+                    let ingested = engine.ingest(&tenant, spec.parse().unwrap()).await.unwrap();
+                    ids.push(ingested.message.id.to_string());
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.unwrap());
+    }
+    ids
+}
+
+herald_test! {
+async fn a_backlog_past_the_window_waits_in_the_store_and_is_sent_once() {
+    const WINDOW: usize = 8;
+    let app = spawn_app_with(|c| {
+        c.lane_window = WINDOW;
+        c.circuit_breaker.failure_threshold = 1000;
+    })
+    .await;
+    let rx = Receiver::start().await;
+    rx.script("/page", (0..20).map(|_| Reply::status(500)));
+    rx.default_reply("/page", Reply::status(200).delay(Duration::from_millis(5)));
+    app.tenant("acme").await;
+    app.endpoint(
+        "acme",
+        json!({"url": rx.url("/page"), "max_in_flight": 4,
+        "retry_policy": {"delays_seconds": [0.1, 0.1, 0.1, 0.1]}}),
+    )
+    .await;
+
+    // Sample what the scheduler holds for as long as the deliveries run.
+    let metrics = app.engine.metrics().clone();
+    let sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = tokio::spawn({
+        let sampling = sampling.clone();
+        async move {
+            let mut most = 0;
+            while !sampling.is_cancelled() {
+                most = most.max(metrics.scheduler_held.get());
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            most
+        }
+    });
+    let ids = ingest_many(&app, "a", 300).await;
+    let got = rx.wait_for("/page", 320).await;
+    sampling.cancel();
+    let most = sampler.await.unwrap();
+
+    for id in &ids {
+        app.settled("acme", id, "succeeded").await;
+    }
+    let distinct: std::collections::HashSet<_> = got
+        .iter()
+        .filter_map(|r| r.header("x-event-id").map(String::from))
+        .collect();
+    assert_eq!(distinct.len(), 300, "every message arrived");
+    assert_eq!(
+        rx.requests("/page").len(),
+        320,
+        "300 successes and 20 failed tries: nothing was sent twice"
+    );
+    // A lane holds its window, a page read past half of it, and its requests.
+    assert!(
+        (1..=(2 * WINDOW + 4) as i64).contains(&most),
+        "the scheduler held at most {} deliveries, held {most}",
+        2 * WINDOW + 4
+    );
+}
+}
+
+herald_test! {
+async fn an_ordered_backlog_past_the_window_keeps_its_order() {
+    let app = spawn_app_with(|c| c.lane_window = 4).await;
+    let rx = Receiver::start().await;
+    rx.script("/ordpage", [Reply::status(500), Reply::status(503)]);
+    app.tenant("acme").await;
+    app.endpoint(
+        "acme",
+        json!({"url": rx.url("/ordpage"), "mode": "ordered",
+        "retry_policy": {"delays_seconds": [0.1, 0.1, 0.1]}}),
+    )
+    .await;
+    for n in 1..=30 {
+        app.message("acme", "a", json!({"n": n})).await;
+    }
+    let got = rx.wait_for("/ordpage", 32).await;
+    let order: Vec<i64> = got
+        .iter()
+        .map(|r| r.json()["n"].as_i64().unwrap())
+        .collect();
+    let expected: Vec<i64> = [1, 1].into_iter().chain(1..=30).collect();
+    assert_eq!(order, expected);
+}
+}

@@ -1,29 +1,37 @@
-//! The scheduler: one task that owns every open delivery this process knows and
-//! decides when each is sent.
+//! The scheduler: one task that decides when each open delivery of this process is
+//! sent.
 //!
 //! Deliveries reach it in memory, straight from the commit that created or
 //! rescheduled them (no polling in the hot path), and from the store at start. It
 //! keeps one *lane* per endpoint (per origin for ad-hoc callbacks) so a slow, failing
 //! or dead endpoint fills only its own lane: each lane has its own in-flight limit,
 //! ordering, circuit breaker and rate limit, and a lane that may not send simply
-//! waits without spending its deliveries' attempts. Deliveries not yet due wait in a
-//! min-heap of timers.
+//! waits without spending its deliveries' attempts.
+//!
+//! Memory holds at most a window of each endpoint's deliveries: past it, a delivery
+//! is left to the store (where it is already committed, owned by this process), and
+//! the lane pages the backlog back in, by due time, as its window drains. A million
+//! deliveries waiting for a dead endpoint cost disk, not memory.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::delivery::AdHocTarget;
-use herald_core::endpoint::{DeliveryMode, Endpoint};
+use herald_core::endpoint::Endpoint;
 use herald_core::{DeliveryId, EndpointId, MessageId, TenantId};
-use herald_store::{Millis, StoredMessage};
+use herald_store::{Delivery, Millis, StoredMessage};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::breaker::{Breaker, BreakerConfig, Permit, Signal, TokenBucket};
+use crate::breaker::{BreakerConfig, Permit, Signal, TokenBucket};
 use crate::worker::{self, WorkerCtx};
+
+mod lane;
+
+use lane::{Backlog, Lane, LaneKey};
 
 pub(crate) fn now_ms() -> Millis {
     chrono::Utc::now().timestamp_millis()
@@ -48,22 +56,22 @@ pub(crate) struct Job {
     pub claimed: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum LaneKey {
-    Endpoint(EndpointId),
-    Origin(String),
-}
-
 impl Job {
-    fn lane(&self) -> LaneKey {
-        match (&self.endpoint_id, &self.target) {
-            (Some(id), _) => LaneKey::Endpoint(id.clone()),
-            (None, Some(t)) => LaneKey::Origin(
-                url::Url::parse(&t.url)
-                    .map(|u| u.origin().ascii_serialization())
-                    .unwrap_or_else(|_| t.url.clone()),
-            ),
-            (None, None) => LaneKey::Origin(String::new()),
+    /// The job of a delivery read from the store.
+    pub(crate) fn from_delivery(d: &Delivery, message: Option<Arc<StoredMessage>>) -> Self {
+        Job {
+            delivery_id: d.id.clone(),
+            message_id: d.message_id.clone(),
+            tenant_id: d.tenant_id.clone(),
+            endpoint_id: d.endpoint_id.clone(),
+            target: d.target.clone().map(Arc::new),
+            seq: d.seq,
+            due: d.next_attempt_at.unwrap_or(0),
+            attempts: d.attempts,
+            attempt_base: d.attempt_base,
+            message,
+            generation: 0,
+            claimed: d.claimed_until.is_some(),
         }
     }
 }
@@ -109,6 +117,13 @@ pub(crate) enum Command {
     Close(Vec<DeliveryId>),
     /// An endpoint's new settings; `None` when it was deleted.
     EndpointChanged(EndpointId, Option<Arc<Endpoint>>),
+    /// A page of an endpoint's backlog read from the store (`None`: the read failed).
+    Paged {
+        endpoint: EndpointId,
+        jobs: Option<Vec<Job>>,
+        /// Fewer rows than asked for came: the store holds no more than these.
+        last: bool,
+    },
 }
 
 /// Settings the scheduler needs.
@@ -119,76 +134,8 @@ pub struct SchedulerConfig {
     pub max_concurrent_requests: usize,
     /// In-flight limit of one ad-hoc origin's lane.
     pub adhoc_max_in_flight: u32,
-}
-
-struct Lane {
-    endpoint: Option<Arc<Endpoint>>,
-    /// Due deliveries of a concurrent lane, oldest first.
-    ready: VecDeque<Job>,
-    /// Every delivery of an ordered lane, by commit order, due or not.
-    ordered: BTreeMap<i64, Job>,
-    in_flight: u32,
-    breaker: Breaker,
-    bucket: Option<TokenBucket>,
-    queued: bool,
-}
-
-impl Lane {
-    fn new(endpoint: Option<Arc<Endpoint>>, now: Millis) -> Self {
-        let bucket = endpoint
-            .as_ref()
-            .and_then(|e| e.rate_limit_per_second)
-            .map(|r| TokenBucket::new(r, now));
-        Self {
-            endpoint,
-            ready: VecDeque::new(),
-            ordered: BTreeMap::new(),
-            in_flight: 0,
-            breaker: Breaker::default(),
-            bucket,
-            queued: false,
-        }
-    }
-
-    fn is_ordered(&self) -> bool {
-        self.endpoint
-            .as_ref()
-            .is_some_and(|e| e.mode == DeliveryMode::Ordered)
-    }
-
-    fn limit(&self, adhoc: u32) -> u32 {
-        self.endpoint.as_ref().map_or(adhoc, |e| e.concurrency())
-    }
-
-    fn paused(&self) -> bool {
-        self.endpoint.as_ref().is_some_and(|e| !e.active)
-    }
-
-    fn is_idle(&self) -> bool {
-        self.ready.is_empty()
-            && self.ordered.is_empty()
-            && self.in_flight == 0
-            && !self.breaker.is_open()
-    }
-}
-
-struct Timed(Job);
-
-impl PartialEq for Timed {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Timed {}
-impl PartialOrd for Timed {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timed {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.0.due, self.0.seq).cmp(&(other.0.due, other.0.seq))
-    }
+    /// Deliveries of one endpoint held in memory; the rest wait in the store.
+    pub lane_window: usize,
 }
 
 pub(crate) struct Scheduler {
@@ -196,13 +143,13 @@ pub(crate) struct Scheduler {
     replies: mpsc::UnboundedSender<Command>,
     config: SchedulerConfig,
     worker: Arc<WorkerCtx>,
-    /// Every open delivery held here, with the generation of its current copy;
-    /// a heap or queue entry of another generation is stale and skipped.
+    /// Every open delivery held here or in flight, with the generation of its
+    /// current copy; a lane entry of another generation is stale and skipped.
     known: HashMap<DeliveryId, u64>,
     /// Schedules that arrived for a delivery already held, by id.
     deferred: HashMap<DeliveryId, (Job, Option<Arc<Endpoint>>)>,
     next_generation: u64,
-    timers: BinaryHeap<Reverse<Timed>>,
+    /// When to look at a lane again (a job comes due, a breaker or rate limit lets go).
     wakes: BinaryHeap<Reverse<(Millis, LaneKey)>>,
     lanes: HashMap<LaneKey, Lane>,
     runnable: VecDeque<LaneKey>,
@@ -213,6 +160,8 @@ pub(crate) struct Scheduler {
 
 /// How long a paused scheduler sleeps when nothing is due.
 const IDLE: Duration = Duration::from_secs(3600);
+/// How long a lane waits before reading its backlog again after a failed read.
+const PAGE_RETRY_MS: Millis = 1000;
 
 impl Scheduler {
     pub fn new(
@@ -230,7 +179,6 @@ impl Scheduler {
             known: HashMap::new(),
             deferred: HashMap::new(),
             next_generation: 1,
-            timers: BinaryHeap::new(),
             wakes: BinaryHeap::new(),
             lanes: HashMap::new(),
             runnable: VecDeque::new(),
@@ -245,11 +193,16 @@ impl Scheduler {
     pub async fn run(mut self, shutdown: CancellationToken, grace: Duration) {
         loop {
             let now = now_ms();
-            self.fire_timers(now);
+            self.fire_wakes(now);
             self.pump(now);
+            self.worker
+                .metrics
+                .scheduler_held
+                .set(self.known.len() as i64);
             let next = self
-                .next_wake()
-                .map(|at| Duration::from_millis((at - now).max(0) as u64));
+                .wakes
+                .peek()
+                .map(|Reverse((at, _))| Duration::from_millis((at - now).max(0) as u64));
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -276,15 +229,6 @@ impl Scheduler {
         }
     }
 
-    fn next_wake(&self) -> Option<Millis> {
-        let timer = self.timers.peek().map(|Reverse(t)| t.0.due);
-        let wake = self.wakes.peek().map(|Reverse((at, _))| *at);
-        match (timer, wake) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
     fn is_current(&self, job: &Job) -> bool {
         self.known.get(&job.delivery_id) == Some(&job.generation)
     }
@@ -301,10 +245,12 @@ impl Scheduler {
     fn handle(&mut self, command: Command, now: Millis) {
         match command {
             Command::Schedule(jobs) => {
-                for (job, endpoint) in jobs {
+                for (mut job, endpoint) in jobs {
                     if self.known.contains_key(&job.delivery_id) {
-                        // Held already (say, adopted while a copy is in flight):
-                        // placed if the held copy ends without a retry.
+                        // Held already (adopted or paged in while a copy is in
+                        // flight): placed if the held copy ends without a retry,
+                        // and claimed first, since that copy may have sent it.
+                        job.claimed = false;
                         self.deferred
                             .insert(job.delivery_id.clone(), (job, endpoint));
                         continue;
@@ -329,54 +275,82 @@ impl Scheduler {
                 lane.bucket = rate.map(|r| TokenBucket::new(r, now));
                 lane.endpoint = endpoint;
                 if lane.is_ordered() != was_ordered {
-                    let jobs: Vec<Job> = lane
-                        .ready
-                        .drain(..)
-                        .chain(std::mem::take(&mut lane.ordered).into_values())
-                        .collect();
-                    for job in jobs {
-                        self.place(job, now);
+                    for job in lane.drain() {
+                        self.hold(job, now);
                     }
                 }
                 self.mark_runnable(&key);
             }
+            Command::Paged {
+                endpoint,
+                jobs,
+                last,
+            } => self.paged(LaneKey::Endpoint(endpoint), jobs, last, now),
         }
     }
 
-    /// Puts a job where it waits: its ordered lane, its lane's ready queue, or a timer.
-    fn place(&mut self, job: Job, now: Millis) {
+    /// Takes a new delivery in, or leaves it to the store when its lane's window is
+    /// full or the store holds earlier ones.
+    fn admit(&mut self, job: Job, endpoint: Option<Arc<Endpoint>>, now: Millis) {
+        let key = job.lane();
+        let lane = self
+            .lanes
+            .entry(key.clone())
+            .or_insert_with(|| Lane::new(endpoint, now));
+        if matches!(key, LaneKey::Endpoint(_)) {
+            let window = self.config.lane_window;
+            match &mut lane.backlog {
+                Backlog::InStore { missed, .. } => {
+                    *missed = true;
+                    return;
+                }
+                Backlog::None if lane.held >= window => {
+                    lane.backlog = Backlog::InStore {
+                        fetching: false,
+                        missed: false,
+                        finished: Default::default(),
+                    };
+                    return;
+                }
+                Backlog::None => {}
+            }
+        }
+        self.take(job, now);
+    }
+
+    /// Holds a job under a fresh generation.
+    fn take(&mut self, mut job: Job, now: Millis) {
+        job.generation = self.next_generation;
+        self.next_generation += 1;
+        self.known.insert(job.delivery_id.clone(), job.generation);
+        self.hold(job, now);
+    }
+
+    /// Puts a held job in its lane.
+    fn hold(&mut self, job: Job, now: Millis) {
         let key = job.lane();
         // An ad-hoc origin's lane is dropped while idle; a retry brings it back.
         // Endpoint lanes live as long as the process.
-        if matches!(key, LaneKey::Origin(_)) {
-            self.lanes
+        let lane = match &key {
+            LaneKey::Origin(_) => self
+                .lanes
                 .entry(key.clone())
-                .or_insert_with(|| Lane::new(None, now));
-        }
-        let Some(lane) = self.lanes.get_mut(&key) else {
-            tracing::error!(delivery_id = %job.delivery_id, "no lane for a scheduled delivery");
-            return;
+                .or_insert_with(|| Lane::new(None, now)),
+            LaneKey::Endpoint(_) => match self.lanes.get_mut(&key) {
+                Some(lane) => lane,
+                None => {
+                    tracing::error!(delivery_id = %job.delivery_id, "no lane for a scheduled delivery");
+                    return;
+                }
+            },
         };
-        if lane.is_ordered() {
-            lane.ordered.insert(job.seq, job);
-        } else if job.due <= now {
-            lane.ready.push_back(job);
-        } else {
-            self.timers.push(Reverse(Timed(job)));
-            return;
+        match lane.hold(job, now) {
+            Some(at) => self.wakes.push(Reverse((at, key))),
+            None => self.mark_runnable(&key),
         }
-        self.mark_runnable(&key);
     }
 
-    fn fire_timers(&mut self, now: Millis) {
-        while self.timers.peek().is_some_and(|Reverse(t)| t.0.due <= now) {
-            let Some(Reverse(Timed(job))) = self.timers.pop() else {
-                break;
-            };
-            if self.is_current(&job) {
-                self.place(job, now);
-            }
-        }
+    fn fire_wakes(&mut self, now: Millis) {
         while self.wakes.peek().is_some_and(|Reverse((at, _))| *at <= now) {
             let Some(Reverse((_, key))) = self.wakes.pop() else {
                 break;
@@ -398,22 +372,42 @@ impl Scheduler {
             self.known.remove(&id);
         }
         let key = job.lane();
+        let current = self.is_current(&job);
+        let mut keep = false;
         if let Some(lane) = self.lanes.get_mut(&key) {
             lane.in_flight -= 1;
             lane.breaker.record(signal, now, &self.config.breaker);
             if endpoint.is_some() {
                 lane.endpoint = endpoint;
             }
+            // A retry stays in memory unless the store holds a backlog it joins;
+            // an ordered lane keeps its head, whose order the backlog waits on.
+            keep = matches!(lane.backlog, Backlog::None) || lane.is_ordered();
+            if let Backlog::InStore {
+                fetching,
+                missed,
+                finished,
+            } = &mut lane.backlog
+            {
+                if *fetching {
+                    finished.insert(job.delivery_id.clone());
+                }
+                *missed |= again_at.is_some() && !keep;
+            }
         }
         match again_at {
-            Some(at) if self.is_current(&job) => {
+            Some(at) if current => {
                 self.deferred.remove(&job.delivery_id);
-                job.due = at;
-                job.message = None;
-                self.place(job, now);
+                if keep {
+                    job.due = at;
+                    job.message = None;
+                    self.hold(job, now);
+                } else {
+                    self.known.remove(&job.delivery_id);
+                }
             }
             _ => {
-                if self.is_current(&job) {
+                if current {
                     self.known.remove(&job.delivery_id);
                     if let Some((job, endpoint)) = self.deferred.remove(&job.delivery_id) {
                         self.admit(job, endpoint, now);
@@ -424,15 +418,94 @@ impl Scheduler {
         self.mark_runnable(&key);
     }
 
-    /// Takes a delivery in: a fresh generation, its lane, its place.
-    fn admit(&mut self, mut job: Job, endpoint: Option<Arc<Endpoint>>, now: Millis) {
-        job.generation = self.next_generation;
-        self.next_generation += 1;
-        self.known.insert(job.delivery_id.clone(), job.generation);
-        self.lanes
-            .entry(job.lane())
-            .or_insert_with(|| Lane::new(endpoint, now));
-        self.place(job, now);
+    /// Reads the next page of a lane's backlog when its window has drained to half.
+    fn page_in(&mut self, key: &LaneKey) {
+        let LaneKey::Endpoint(endpoint) = key else {
+            return;
+        };
+        let Some(lane) = self.lanes.get_mut(key) else {
+            return;
+        };
+        let window = self.config.lane_window;
+        let Backlog::InStore {
+            fetching: fetching @ false,
+            missed,
+            finished,
+        } = &mut lane.backlog
+        else {
+            return;
+        };
+        if lane.held > window / 2 {
+            return;
+        }
+        *fetching = true;
+        *missed = false;
+        finished.clear();
+        // The held and in-flight ones come back too (they are skipped): ask for
+        // enough to fill the window past them.
+        let limit = (window + lane.held + lane.in_flight as usize) as u32;
+        let ordered = lane.is_ordered();
+        let (ctx, replies, endpoint) =
+            (self.worker.clone(), self.replies.clone(), endpoint.clone());
+        tokio::spawn(async move {
+            let read = ctx
+                .store
+                .owned_deliveries(&ctx.node, &endpoint, ordered, limit)
+                .await;
+            let (jobs, last) = match read {
+                Ok(rows) => (
+                    Some(
+                        rows.iter()
+                            .map(|d| Job::from_delivery(d, None))
+                            .collect::<Vec<_>>(),
+                    ),
+                    rows.len() < limit as usize,
+                ),
+                Err(e) => {
+                    tracing::warn!(endpoint_id = %endpoint, error = %e, "cannot read an endpoint's backlog; trying again");
+                    (None, false)
+                }
+            };
+            let _ = replies.send(Command::Paged {
+                endpoint,
+                jobs,
+                last,
+            });
+        });
+    }
+
+    fn paged(&mut self, key: LaneKey, jobs: Option<Vec<Job>>, last: bool, now: Millis) {
+        let Some(lane) = self.lanes.get_mut(&key) else {
+            return;
+        };
+        let Backlog::InStore {
+            missed, finished, ..
+        } = std::mem::take(&mut lane.backlog)
+        else {
+            return;
+        };
+        let Some(jobs) = jobs else {
+            lane.backlog = Backlog::InStore {
+                fetching: false,
+                missed: true,
+                finished: Default::default(),
+            };
+            self.wakes.push(Reverse((now + PAGE_RETRY_MS, key)));
+            return;
+        };
+        if !last || missed {
+            lane.backlog = Backlog::InStore {
+                fetching: false,
+                missed: false,
+                finished: Default::default(),
+            };
+        }
+        for job in jobs {
+            if !self.known.contains_key(&job.delivery_id) && !finished.contains(&job.delivery_id) {
+                self.take(job, now);
+            }
+        }
+        self.mark_runnable(&key);
     }
 
     /// Sends what may be sent now, lane by lane.
@@ -441,7 +514,9 @@ impl Scheduler {
             if let Some(lane) = self.lanes.get_mut(&key) {
                 lane.queued = false;
             }
-            if !self.dispatch_lane(&key, now) {
+            let dispatched = self.dispatch_lane(&key, now);
+            self.page_in(&key);
+            if !dispatched {
                 // Out of global permits: retry this lane first when one frees.
                 if let Some(lane) = self.lanes.get_mut(&key) {
                     lane.queued = true;
@@ -461,6 +536,12 @@ impl Scheduler {
 
     /// Dispatches from one lane until it must wait; false when global permits ran out.
     fn dispatch_lane(&mut self, key: &LaneKey, now: Millis) -> bool {
+        let Some(lane) = self.lanes.get_mut(key) else {
+            return true;
+        };
+        if let Some(at) = lane.promote(now) {
+            self.wakes.push(Reverse((at, key.clone())));
+        }
         loop {
             let Some(lane) = self.lanes.get_mut(key) else {
                 return true;
@@ -469,24 +550,13 @@ impl Scheduler {
                 return true;
             }
             // The next candidate, skipping copies that were closed meanwhile.
-            let candidate_due = if lane.is_ordered() {
-                match lane.ordered.first_key_value() {
-                    None => return true,
-                    Some((_, job)) if self.known.get(&job.delivery_id) != Some(&job.generation) => {
-                        lane.ordered.pop_first();
-                        continue;
-                    }
-                    Some((_, job)) => job.due,
+            let candidate_due = match lane.peek() {
+                None => return true,
+                Some(job) if self.known.get(&job.delivery_id) != Some(&job.generation) => {
+                    lane.pop();
+                    continue;
                 }
-            } else {
-                match lane.ready.front() {
-                    None => return true,
-                    Some(job) if self.known.get(&job.delivery_id) != Some(&job.generation) => {
-                        lane.ready.pop_front();
-                        continue;
-                    }
-                    Some(job) => job.due,
-                }
+                Some(job) => job.due,
             };
             if candidate_due > now {
                 self.wakes.push(Reverse((candidate_due, key.clone())));
@@ -509,12 +579,7 @@ impl Scheduler {
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 return false;
             };
-            let job = if lane.is_ordered() {
-                lane.ordered.pop_first().map(|(_, j)| j)
-            } else {
-                lane.ready.pop_front()
-            };
-            let Some(job) = job else { return true };
+            let Some(job) = lane.pop() else { return true };
             lane.breaker.dispatched();
             lane.in_flight += 1;
             self.in_flight += 1;
