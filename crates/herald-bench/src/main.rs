@@ -10,6 +10,7 @@
 //! Reproduce: `cargo build --release -p herald -p herald-bench && target/release/herald-bench`.
 
 mod amqp;
+mod backlog;
 mod process;
 mod receiver;
 mod run;
@@ -30,8 +31,8 @@ use run::{measure, payload, through_herald, Endpoints, Figures};
 #[derive(Parser)]
 #[command(about = "Benchmark herald against the raw limit of this machine")]
 struct Args {
-    /// Scenarios to run: raw, sqlite, fanout, failing, amqp, postgres (1, 2 and 3
-    /// processes), or all.
+    /// Scenarios to run: raw, sqlite, fanout, failing, backlog, amqp, postgres (1, 2
+    /// and 3 processes), or all.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Messages per scenario.
@@ -60,6 +61,15 @@ struct Args {
     /// SendCallback messages published in the amqp scenario.
     #[arg(long, default_value_t = 100_000)]
     amqp_messages: usize,
+    /// Messages for the dead endpoint in the backlog scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    backlog: usize,
+    /// Messages a second to the healthy endpoint in the backlog scenario.
+    #[arg(long, default_value_t = 1_000)]
+    steady_rate: usize,
+    /// Length of each steady phase of the backlog scenario.
+    #[arg(long, default_value_t = 20)]
+    steady_seconds: u64,
 }
 
 /// The physical limit: signed 1 KiB posts straight at the receiver.
@@ -291,6 +301,23 @@ async fn main() -> anyhow::Result<()> {
                 limit,
             );
         }
+    }
+    if wants("backlog") {
+        let db = dir.join("backlog.db");
+        let settings = backlog::Settings {
+            backlog: args.backlog,
+            rate: args.steady_rate,
+            steady_seconds: args.steady_seconds,
+            idle_seconds: 10,
+            concurrency: args.concurrency,
+        };
+        backlog::run(
+            &format!("sqlite://{}", db.display()),
+            &target,
+            &arrivals,
+            &settings,
+        )
+        .await?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

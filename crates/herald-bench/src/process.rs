@@ -69,13 +69,22 @@ impl Herald {
         std::fs::read_to_string(format!("/proc/{}/{name}", self.child.id())).unwrap_or_default()
     }
 
-    /// Peak resident memory, in MiB.
-    pub fn peak_rss_mib(&self) -> f64 {
+    fn status_mib(&self, field: &str) -> f64 {
         self.proc_file("status")
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
             .map_or(0.0, |kib| kib / 1024.0)
+    }
+
+    /// Peak resident memory, in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        self.status_mib("VmHWM:")
+    }
+
+    /// Resident memory now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.status_mib("VmRSS:")
     }
 
     /// User plus system CPU time so far, in seconds.

@@ -82,11 +82,13 @@ pub(crate) async fn create_endpoints(
     Ok(())
 }
 
-/// Posts `messages` to the native API, spread over the processes in `bases`.
+/// Posts `messages` of `event_type` to the native API, spread over the processes
+/// in `bases`.
 pub(crate) async fn ingest_http(
     bases: &[String],
     concurrency: usize,
     messages: usize,
+    event_type: &'static str,
 ) -> anyhow::Result<Sent> {
     let http = reqwest::Client::new();
     let mut tasks = Vec::new();
@@ -98,7 +100,7 @@ pub(crate) async fn ingest_http(
             for n in (worker..messages).step_by(step) {
                 let base = &bases[n % bases.len()];
                 let at = Instant::now();
-                let body = json!({"event_type": "bench.event", "payload": payload(n)});
+                let body = json!({"event_type": event_type, "payload": payload(n)});
                 let answer = post(
                     &http,
                     &format!("{base}/api/v1/tenants/bench/messages"),
@@ -183,7 +185,7 @@ pub(crate) async fn through_herald(
     let cpu_before: f64 = heralds.iter().map(Herald::cpu_seconds).sum();
     let bases: Vec<String> = heralds.iter().map(|h| h.base.clone()).collect();
     let started = Instant::now();
-    let sent = ingest_http(&bases, concurrency, messages).await?;
+    let sent = ingest_http(&bases, concurrency, messages, "bench.event").await?;
     measure(
         heralds,
         arrivals,

@@ -300,7 +300,9 @@ pub struct AttemptStats {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct OpenStats {
+    /// Open deliveries not being sent: pending, or left claimed past their lease.
     pub pending: u64,
+    /// Open deliveries being sent: claimed, their lease running.
     pub delivering: u64,
     /// Due time of the pending delivery due longest ago (`None`: none is due).
     pub oldest_due: Option<Millis>,

@@ -61,9 +61,12 @@ impl StatsStore for PgStore {
     }
 
     async fn open_stats(&self, now: Millis) -> StoreResult<OpenStats> {
+        /// Not being sent: pending, or claimed by a lease that has run out (a
+        /// delivery committed claimed and left in the store behind a backlog).
+        const WAITING: &str = "(status = 'pending' OR lease_until IS NULL OR lease_until < $1)";
         let r = sqlx::query(&format!(
-            "SELECT COUNT(*) FILTER (WHERE status = 'pending'), COUNT(*) FILTER (WHERE status = 'delivering'), \
-             MIN(next_attempt_at) FILTER (WHERE status = 'pending' AND next_attempt_at <= $1) \
+            "SELECT COUNT(*) FILTER (WHERE {WAITING}), COUNT(*) FILTER (WHERE NOT {WAITING}), \
+             MIN(next_attempt_at) FILTER (WHERE {WAITING} AND next_attempt_at <= $1) \
              FROM deliveries WHERE status IN {OPEN}"
         ))
         .bind(now)

@@ -103,11 +103,14 @@ impl StatsStore for SqliteStore {
     }
 
     async fn open_stats(&self, now: Millis) -> StoreResult<OpenStats> {
+        /// Not being sent: pending, or claimed by a lease that has run out (a
+        /// delivery committed claimed and left in the store behind a backlog).
+        const WAITING: &str = "(status = 'pending' OR lease_until IS NULL OR lease_until < ?1)";
         self.read(move |conn| {
             Ok(conn.query_row(
                 &format!(
-                    "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'delivering'), 0), \
-                     MIN(CASE WHEN status = 'pending' AND next_attempt_at <= ?1 THEN next_attempt_at END) \
+                    "SELECT COALESCE(SUM({WAITING}), 0), COALESCE(SUM(NOT ({WAITING})), 0), \
+                     MIN(CASE WHEN {WAITING} AND next_attempt_at <= ?1 THEN next_attempt_at END) \
                      FROM deliveries WHERE status IN {OPEN}"
                 ),
                 [now],

@@ -1,0 +1,203 @@
+//! Scenario (d): a dead endpoint's backlog beside a healthy endpoint.
+//!
+//! One herald on SQLite with two endpoints: one whose port refuses connections
+//! (`backlog` events) and one at the receiver (`steady` events). The healthy one
+//! gets a steady rate first without a backlog (the baseline), then `backlog`
+//! messages are pushed in for the dead one, herald is left alone for a while (its
+//! idle CPU), and the healthy one gets the same steady rate again. Reported: the
+//! backlog the store holds, herald's memory at each step, its idle CPU, and the
+//! healthy endpoint's latency with and without the backlog.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::process::Herald;
+use crate::receiver::Arrivals;
+use crate::run::{ingest_http, payload, percentile, post, Sent};
+
+/// Latency of one steady phase, in ms.
+struct Steady {
+    p50: f64,
+    p99: f64,
+    max: f64,
+    delivered: usize,
+}
+
+pub(crate) struct Settings {
+    pub backlog: usize,
+    pub rate: usize,
+    pub steady_seconds: u64,
+    pub idle_seconds: u64,
+    pub concurrency: usize,
+}
+
+/// `rate` messages a second for `seconds` to the healthy endpoint, each post on
+/// its own task so a slow answer does not slow the pace; then waits for them all.
+async fn steady(
+    herald: &Herald,
+    arrivals: &Arc<Arrivals>,
+    rate: usize,
+    seconds: u64,
+) -> anyhow::Result<Steady> {
+    arrivals.reset();
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/tenants/bench/messages", herald.base);
+    const TICK_MS: u64 = 10;
+    let per_tick = (rate as u64 * TICK_MS / 1000).max(1) as usize;
+    let mut ticks = tokio::time::interval(Duration::from_millis(TICK_MS));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut posts = Vec::new();
+    for tick in 0..seconds * 1000 / TICK_MS {
+        ticks.tick().await;
+        for i in 0..per_tick {
+            let (http, url) = (http.clone(), url.clone());
+            let n = tick as usize * per_tick + i;
+            posts.push(tokio::spawn(async move {
+                let at = Instant::now();
+                let body = json!({"event_type": "steady", "payload": payload(n)});
+                let answer = post(&http, &url, body).await?;
+                anyhow::Ok((answer["id"].as_str().unwrap_or_default().to_string(), at))
+            }));
+        }
+    }
+    let mut sent = Sent::new();
+    for p in posts {
+        let (id, at) = p.await??;
+        sent.insert(id, at);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let arrived = arrivals.seen.lock().unwrap().len();
+        if arrived >= sent.len() {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {arrived} of {} steady deliveries arrived",
+            sent.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = arrivals.seen.lock().unwrap();
+    let mut latencies: Vec<f64> = seen
+        .iter()
+        .filter_map(|(id, times)| {
+            Some(
+                times
+                    .iter()
+                    .min()?
+                    .duration_since(*sent.get(id)?)
+                    .as_secs_f64()
+                    * 1000.0,
+            )
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    Ok(Steady {
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        max: latencies.last().copied().unwrap_or_default(),
+        delivered: latencies.len(),
+    })
+}
+
+/// A gauge from herald's /metrics.
+async fn gauge(herald: &Herald, name: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("{}/metrics", herald.base))
+        .await?
+        .text()
+        .await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {name} in /metrics"))
+}
+
+async fn create_endpoints(herald: &Herald, target: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let base = &herald.base;
+    post(
+        &http,
+        &format!("{base}/api/v1/tenants"),
+        json!({"id": "bench"}),
+    )
+    .await?;
+    // A port nothing listens on: every try is refused at once.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let endpoints = [
+        json!({"url": format!("http://127.0.0.1:{dead_port}/dead"), "event_types": ["backlog"], "max_in_flight": 10}),
+        json!({"url": target, "event_types": ["steady"], "max_in_flight": 64}),
+    ];
+    for spec in endpoints {
+        post(
+            &http,
+            &format!("{base}/api/v1/tenants/bench/endpoints"),
+            spec,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(
+    db: &str,
+    target: &str,
+    arrivals: &Arc<Arrivals>,
+    settings: &Settings,
+) -> anyhow::Result<()> {
+    let herald = Herald::start(db, &[]).await?;
+    create_endpoints(&herald, target).await?;
+    let Settings {
+        backlog,
+        rate,
+        steady_seconds,
+        idle_seconds,
+        concurrency,
+    } = *settings;
+
+    let baseline = steady(&herald, arrivals, rate, steady_seconds).await?;
+    let rss_start = herald.rss_mib();
+
+    let started = Instant::now();
+    ingest_http(
+        std::slice::from_ref(&herald.base),
+        concurrency,
+        backlog,
+        "backlog",
+    )
+    .await?;
+    let fill_rate = backlog as f64 / started.elapsed().as_secs_f64();
+    let rss_filled = herald.rss_mib();
+
+    let cpu_before = herald.cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
+    let idle_cpu = (herald.cpu_seconds() - cpu_before) / idle_seconds as f64 * 100.0;
+    let rss_idle = herald.rss_mib();
+
+    let loaded = steady(&herald, arrivals, rate, steady_seconds).await?;
+    let rss_end = herald.rss_mib();
+    let open = gauge(&herald, "herald_deliveries_pending").await?
+        + gauge(&herald, "herald_deliveries_in_flight").await?;
+    let held = gauge(&herald, "herald_scheduler_held_deliveries").await?;
+
+    println!("\n(d) backlog: {backlog} messages for a dead endpoint (connection refused) pushed at {fill_rate:.0} msg/s; {open:.0} deliveries open at the end, {held:.0} of them held in memory");
+    println!("| healthy endpoint at {rate} msg/s for {steady_seconds} s | delivered | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|");
+    for (name, s) in [
+        ("without a backlog", &baseline),
+        ("beside the backlog", &loaded),
+    ] {
+        println!(
+            "| {name} | {} | {:.1} | {:.1} | {:.1} |",
+            s.delivered, s.p50, s.p99, s.max
+        );
+    }
+    println!(
+        "herald RSS MiB: {rss_start:.0} before the backlog, {rss_filled:.0} after it, {rss_idle:.0} after {idle_seconds} s idle, {rss_end:.0} after the second steady phase; peak {:.0}. Idle CPU with the backlog: {idle_cpu:.1}% of one core.",
+        herald.peak_rss_mib()
+    );
+    Ok(())
+}
