@@ -1,9 +1,10 @@
-//! Marks the PostgreSQL and RabbitMQ integration tests runnable when their
-//! services are named.
+//! Marks the PostgreSQL, RabbitMQ and browser integration tests runnable when
+//! their services (or chromedriver) are named.
 fn main() {
     for (cfg, var) in [
         ("herald_pg", "HERALD_TEST_DATABASE_URL"),
         ("herald_amqp", "HERALD_TEST_AMQP_URL"),
+        ("herald_browser", "HERALD_TEST_CHROMEDRIVER"),
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         println!("cargo::rerun-if-env-changed={var}");

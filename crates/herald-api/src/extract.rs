@@ -81,6 +81,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ValidQuery<T> 
 /// An RFC 3339 time from a query parameter, as unix milliseconds.
 pub fn time_param(value: Option<&str>, field: &str) -> Result<Option<i64>, ApiError> {
     value
+        .filter(|v| !v.is_empty())
         .map(|v| {
             DateTime::parse_from_rfc3339(v)
                 .map(|t| t.with_timezone(&Utc).timestamp_millis())

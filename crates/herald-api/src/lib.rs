@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 mod openapi;
 mod routes;
+pub mod ui;
 pub mod wire;
 
 use std::sync::Arc;
@@ -65,7 +66,9 @@ pub fn router(state: AppState, surfaces: Surfaces) -> Router {
     let state = Arc::new(state);
     let mut router = Router::new().merge(routes::health::router());
     if surfaces.management {
-        router = router.merge(routes::seed003::open_router());
+        router = router
+            .merge(routes::seed003::open_router())
+            .merge(ui::router());
     }
     if surfaces.metrics {
         router = router.merge(routes::health::metrics_router());

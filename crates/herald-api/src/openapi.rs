@@ -49,6 +49,8 @@ use crate::routes::{
         tokens::list,
         tokens::revoke,
         monitoring::tenant_stats,
+        monitoring::endpoint_health,
+        monitoring::throughput,
         monitoring::window,
         monitoring::health,
         monitoring::failures,

@@ -127,6 +127,15 @@ impl Breaker {
     pub fn is_open(&self) -> bool {
         !matches!(self.state, State::Closed { .. })
     }
+
+    /// `closed`, `open` or `half_open`, as operators read it.
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Closed { .. } => "closed",
+            State::Open { .. } => "open",
+            State::HalfOpen { .. } => "half_open",
+        }
+    }
 }
 
 /// A token bucket holding up to one second of requests.

@@ -23,6 +23,7 @@ mod operations;
 mod scheduler;
 mod worker;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,7 +33,7 @@ use herald_core::endpoint::{Endpoint, EndpointDefaults};
 use herald_core::filter::subscribed;
 use herald_core::message::ParsedMessage;
 use herald_core::retry::RetryPolicy;
-use herald_core::{MessageId, TenantId, ValidationError};
+use herald_core::{EndpointId, MessageId, TenantId, ValidationError};
 use herald_store::prelude::*;
 use herald_store::{Delivery, Ingest, IngestResult, NodeId, StoreError, StoredMessage, Tenant};
 use tokio::sync::mpsc;
@@ -142,6 +143,21 @@ impl From<StoreError> for EngineError {
 
 pub type EngineResult<T> = Result<T, EngineError>;
 
+/// Circuit breaker states by endpoint, written by the scheduler when one changes.
+#[derive(Default)]
+pub(crate) struct Circuits(Mutex<HashMap<EndpointId, &'static str>>);
+
+impl Circuits {
+    pub(crate) fn set(&self, endpoint: &EndpointId, state: &'static str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if state == "closed" {
+            map.remove(endpoint);
+        } else {
+            map.insert(endpoint.clone(), state);
+        }
+    }
+}
+
 /// A message and its deliveries as ingest left them.
 #[derive(Clone, Debug)]
 pub struct Ingested {
@@ -167,6 +183,7 @@ struct Inner {
     cache: Arc<Cache>,
     config: Arc<EngineConfig>,
     commands: mpsc::UnboundedSender<Command>,
+    circuits: Arc<Circuits>,
     /// Taken by the one `run_workers` call.
     scheduler: Mutex<Option<(mpsc::UnboundedReceiver<Command>, Arc<WorkerCtx>)>>,
 }
@@ -178,6 +195,7 @@ impl Engine {
         let (commands, receiver) = mpsc::unbounded_channel();
         let node = NodeId::new();
         let metrics = Arc::new(metrics::Metrics::new());
+        let circuits = Arc::new(Circuits::default());
         let ctx = Arc::new(WorkerCtx {
             metrics: metrics.clone(),
             node: node.clone(),
@@ -185,6 +203,7 @@ impl Engine {
             cache: cache.clone(),
             http: http::HttpClients::new(config.allow_networks.clone()),
             config: config.clone(),
+            circuits: circuits.clone(),
         });
         Self {
             inner: Arc::new(Inner {
@@ -196,6 +215,7 @@ impl Engine {
                 config,
                 commands,
                 scheduler: Mutex::new(Some((receiver, ctx))),
+                circuits,
             }),
         }
     }
@@ -210,6 +230,19 @@ impl Engine {
 
     pub fn metrics(&self) -> &Arc<metrics::Metrics> {
         &self.inner.metrics
+    }
+
+    /// The endpoint's circuit breaker in this process: `closed`, `open` or
+    /// `half_open`.
+    pub fn circuit(&self, endpoint: &EndpointId) -> &'static str {
+        self.inner
+            .circuits
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(endpoint)
+            .copied()
+            .unwrap_or("closed")
     }
 
     /// Commits a delivery this process will send already claimed, with the lease a

@@ -29,6 +29,8 @@ pub(crate) struct WorkerCtx {
     pub cache: Arc<Cache>,
     pub http: HttpClients,
     pub config: Arc<EngineConfig>,
+    /// Each endpoint's circuit breaker state, as the scheduler last saw it.
+    pub circuits: Arc<crate::Circuits>,
 }
 
 /// Everything one request needs, resolved from the endpoint or the ad-hoc target.

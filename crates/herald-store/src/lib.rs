@@ -77,6 +77,20 @@ pub trait StatsStore: Send + Sync + 'static {
         tenant: Option<&TenantId>,
         since: Millis,
     ) -> StoreResult<AttemptStats>;
+    /// Each endpoint of a tenant that has tries since `since` or open or dead
+    /// deliveries: its tries' counts and percentiles, its open and dead counts.
+    async fn endpoint_stats(
+        &self,
+        tenant: &TenantId,
+        since: Millis,
+    ) -> StoreResult<Vec<EndpointStats>>;
+    /// A tenant's tries since `since`, counted per second (seconds without tries
+    /// left out), oldest first.
+    async fn throughput(
+        &self,
+        tenant: &TenantId,
+        since: Millis,
+    ) -> StoreResult<Vec<ThroughputPoint>>;
     /// Open deliveries now: how many wait, how many are being sent, and the due
     /// time of the one waiting longest.
     async fn open_stats(&self, now: Millis) -> StoreResult<OpenStats>;
@@ -230,6 +244,10 @@ pub trait WorkStore: Send + Sync + 'static {
         None
     }
 }
+
+/// The condition of a message listing filtered by delivery status (one parameter).
+pub(crate) const MESSAGE_HAS_STATUS: &str =
+    "EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = messages.id AND d.status = ?)";
 
 /// Convenient imports for callers of the store.
 pub mod prelude {

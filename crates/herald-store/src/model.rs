@@ -231,6 +231,8 @@ pub struct MessageFilter {
     pub event_type: Option<String>,
     pub since: Option<Millis>,
     pub until: Option<Millis>,
+    /// Messages with at least one delivery in this status.
+    pub status: Option<DeliveryStatus>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -298,6 +300,25 @@ pub struct AttemptStats {
     pub max_ms: u64,
 }
 
+/// One endpoint's health: its tries in a window, and its deliveries now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndpointStats {
+    pub endpoint_id: EndpointId,
+    pub attempts: AttemptStats,
+    /// Open deliveries (waiting or being sent).
+    pub open: u64,
+    pub dead: u64,
+}
+
+/// Tries made in one second, by whether they succeeded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct ThroughputPoint {
+    /// The second, in Unix milliseconds.
+    pub at: Millis,
+    pub success: u64,
+    pub failure: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct OpenStats {
     /// Open deliveries not being sent: pending, or left claimed past their lease.
@@ -348,6 +369,28 @@ pub(crate) fn summarise(tries: Vec<(String, u64)>) -> AttemptStats {
         p99_ms: percentile(&ms, 0.99),
         max_ms: ms.last().copied().unwrap_or(0),
     }
+}
+
+/// Per-endpoint stats from each endpoint's tries and its (open, dead) counts.
+pub(crate) fn endpoint_stats(
+    tries: BTreeMap<String, Vec<(String, u64)>>,
+    mut counts: BTreeMap<String, (u64, u64)>,
+) -> Vec<EndpointStats> {
+    let mut ids: Vec<String> = tries.keys().chain(counts.keys()).cloned().collect();
+    ids.sort();
+    ids.dedup();
+    let mut tries = tries;
+    ids.into_iter()
+        .map(|id| {
+            let (open, dead) = counts.remove(&id).unwrap_or_default();
+            EndpointStats {
+                attempts: summarise(tries.remove(&id).unwrap_or_default()),
+                endpoint_id: EndpointId::from_stored(id),
+                open,
+                dead,
+            }
+        })
+        .collect()
 }
 
 /// A tenant-scoped API token; only its hash is kept.

@@ -29,25 +29,27 @@ pub fn router() -> Router<Arc<AppState>> {
         )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct DeadLetterQuery {
-    endpoint_id: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub endpoint_id: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/tenants/{tid}/dead-letters", responses((status = 200, body = List<DeadLetterOut>)))]
-pub async fn list(
-    state: State,
-    Path(tid): Path<String>,
-    ValidQuery(q): ValidQuery<DeadLetterQuery>,
-) -> ApiResult<Json<List<DeadLetterOut>>> {
-    let tenant = tenant(&state, &tid).await?;
+/// A page of a tenant's dead letters: the list route's query, shared with the
+/// dashboard.
+pub async fn dead_letter_list(
+    state: &AppState,
+    tid: &str,
+    q: DeadLetterQuery,
+) -> ApiResult<List<DeadLetterOut>> {
+    let tenant = tenant(state, tid).await?;
     let filter = DeadLetterFilter {
         endpoint_id: q
             .endpoint_id
+            .filter(|e| !e.is_empty())
             .map(|e| EndpointId::parse(&e, "endpoint_id"))
             .transpose()?,
         since: time_param(q.since.as_deref(), "since")?,
@@ -58,7 +60,31 @@ pub async fn list(
         .store()
         .list_dead_letters(&tenant.id, filter, page(q.limit.as_deref(), q.cursor)?)
         .await?;
-    Ok(Json(List::from_page(page, DeadLetterOut::from)))
+    Ok(List::from_page(page, DeadLetterOut::from))
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants/{tid}/dead-letters", responses((status = 200, body = List<DeadLetterOut>)))]
+pub async fn list(
+    state: State,
+    Path(tid): Path<String>,
+    ValidQuery(q): ValidQuery<DeadLetterQuery>,
+) -> ApiResult<Json<List<DeadLetterOut>>> {
+    Ok(Json(dead_letter_list(&state, &tid, q).await?))
+}
+
+/// Replays one dead letter: the same delivery, pending again with a fresh budget.
+pub async fn replay_dead_letter(state: &AppState, tid: &str, did: &str) -> ApiResult<DeliveryOut> {
+    let tenant = tenant(state, tid).await?;
+    let replayed = state
+        .engine
+        .replay(&tenant.id, ReplaySelector::One(delivery_id(did)?))
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            ApiError::NotFound(_) => ApiError::NotFound("dead letter"),
+            other => other,
+        })?;
+    let delivery = replayed.first().ok_or(ApiError::NotFound("dead letter"))?;
+    Ok(DeliveryOut::from(delivery))
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants/{tid}/dead-letters/{did}/replay", responses((status = 200, body = DeliveryOut), (status = 409, body = crate::error::ErrorBody)))]
@@ -66,20 +92,9 @@ pub async fn replay_one(
     state: State,
     Path((tid, did)): Path<(String, String)>,
 ) -> ApiResult<Json<DeliveryOut>> {
-    let tenant = tenant(&state, &tid).await?;
-    let replayed = state
-        .engine
-        .replay(&tenant.id, ReplaySelector::One(delivery_id(&did)?))
-        .await
-        .map_err(|e| match ApiError::from(e) {
-            ApiError::NotFound(_) => ApiError::NotFound("dead letter"),
-            other => other,
-        })?;
-    let delivery = replayed.first().ok_or(ApiError::NotFound("dead letter"))?;
-    Ok(Json(DeliveryOut::from(delivery)))
+    Ok(Json(replay_dead_letter(&state, &tid, &did).await?))
 }
 
-/// Which dead letters a bulk replay takes; all of the tenant's when empty.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkReplaySpec {

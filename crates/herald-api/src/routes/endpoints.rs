@@ -10,7 +10,7 @@ use herald_core::endpoint::{Endpoint, EndpointSpec};
 use herald_core::signing::SignatureScheme;
 use serde::{Deserialize, Serialize};
 
-use super::{endpoint_id, page, tenant, State};
+use super::{endpoint_id, page, tenant, PageQuery, State};
 use crate::error::ApiResult;
 use crate::extract::{ValidJson, ValidQuery};
 use crate::wire::{EndpointOut, List};
@@ -28,12 +28,6 @@ pub fn router() -> Router<Arc<AppState>> {
             "/api/v1/tenants/{tid}/endpoints/{eid}/secret/rotate",
             axum::routing::post(rotate),
         )
-}
-
-#[derive(Deserialize)]
-pub struct PageQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
 }
 
 fn out(state: &AppState, endpoint: &Endpoint) -> Json<EndpointOut> {
@@ -67,19 +61,35 @@ pub async fn list(
     Path(tid): Path<String>,
     ValidQuery(q): ValidQuery<PageQuery>,
 ) -> ApiResult<Json<List<EndpointOut>>> {
-    let tenant = tenant(&state, &tid).await?;
+    Ok(Json(endpoint_list(&state, &tid, q).await?))
+}
+
+/// A page of a tenant's endpoints: the list route's query, shared with the
+/// dashboard.
+pub async fn endpoint_list(
+    state: &AppState,
+    tid: &str,
+    q: PageQuery,
+) -> ApiResult<List<EndpointOut>> {
+    let tenant = tenant(state, tid).await?;
     let page = state
         .engine
         .store()
         .list_endpoints(&tenant.id, page(q.limit.as_deref(), q.cursor)?)
         .await?;
     let agent = state.engine.config().user_agent.clone();
-    Ok(Json(List::from_page(page, |e| {
-        EndpointOut::new(&e, &agent)
-    })))
+    Ok(List::from_page(page, |e| EndpointOut::new(&e, &agent)))
 }
 
-/// The endpoint a path names, within the tenant it names, or 404.
+/// One endpoint of a tenant, as the API shows it.
+pub async fn endpoint_of(state: &AppState, tid: &str, eid: &str) -> ApiResult<EndpointOut> {
+    let endpoint = tenant_endpoint(state, tid, eid).await?;
+    Ok(EndpointOut::new(
+        &endpoint,
+        &state.engine.config().user_agent,
+    ))
+}
+
 async fn tenant_endpoint(state: &AppState, tid: &str, eid: &str) -> ApiResult<Arc<Endpoint>> {
     let tenant = tenant(state, tid).await?;
     Ok(state
@@ -103,10 +113,21 @@ pub async fn update(
     Path((tid, eid)): Path<(String, String)>,
     ValidJson(spec): ValidJson<EndpointSpec>,
 ) -> ApiResult<Json<EndpointOut>> {
-    let mut endpoint = (*tenant_endpoint(&state, &tid, &eid).await?).clone();
+    let endpoint = update_endpoint(&state, &tid, &eid, spec).await?;
+    Ok(out(&state, &endpoint))
+}
+
+/// Applies a partial spec to an endpoint (enabling or disabling it among others).
+pub async fn update_endpoint(
+    state: &AppState,
+    tid: &str,
+    eid: &str,
+    spec: EndpointSpec,
+) -> ApiResult<Endpoint> {
+    let mut endpoint = (*tenant_endpoint(state, tid, eid).await?).clone();
     endpoint.apply(spec, chrono::Utc::now())?;
     state.engine.update_endpoint(endpoint.clone()).await?;
-    Ok(out(&state, &endpoint))
+    Ok(endpoint)
 }
 
 #[utoipa::path(delete, path = "/api/v1/tenants/{tid}/endpoints/{eid}", responses((status = 204)))]
@@ -180,12 +201,23 @@ pub async fn rotate(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<SecretOut>> {
     let spec: RotateSpec = crate::extract::optional_json(&body)?;
-    let mut endpoint = (*tenant_endpoint(&state, &tid, &eid).await?).clone();
+    let endpoint = rotate_secret(&state, &tid, &eid, spec).await?;
+    Ok(Json(SecretOut::of(&endpoint)))
+}
+
+/// A new signing key for an endpoint; the old one keeps signing for the grace.
+pub async fn rotate_secret(
+    state: &AppState,
+    tid: &str,
+    eid: &str,
+    spec: RotateSpec,
+) -> ApiResult<Endpoint> {
+    let mut endpoint = (*tenant_endpoint(state, tid, eid).await?).clone();
     let now = chrono::Utc::now();
     endpoint
         .signature
         .rotate(spec.secret, spec.grace_seconds.unwrap_or(86_400.0), now)?;
     endpoint.updated_at = now;
     state.engine.update_endpoint(endpoint.clone()).await?;
-    Ok(Json(SecretOut::of(&endpoint)))
+    Ok(endpoint)
 }

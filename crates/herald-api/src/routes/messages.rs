@@ -7,6 +7,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use herald_core::delivery::DeliveryStatus;
 use herald_core::message::MessageSpec;
 use herald_core::EndpointId;
 use herald_store::{AttemptFilter, MessageFilter};
@@ -57,13 +58,48 @@ pub async fn create(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct MessageQuery {
-    event_type: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub event_type: Option<String>,
+    /// Messages with a delivery in this status.
+    pub status: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// A page of a tenant's messages, newest first: the list route's query, shared
+/// with the dashboard.
+pub async fn message_list(
+    state: &AppState,
+    tid: &str,
+    q: MessageQuery,
+) -> ApiResult<List<MessageSummary>> {
+    let tenant = tenant(state, tid).await?;
+    let filter = MessageFilter {
+        event_type: q.event_type.filter(|t| !t.is_empty()),
+        since: time_param(q.since.as_deref(), "since")?,
+        until: time_param(q.until.as_deref(), "until")?,
+        status: q
+            .status
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                DeliveryStatus::parse(&s).ok_or_else(|| {
+                    herald_core::ValidationError::new(
+                        "status",
+                        "must be pending, delivering, succeeded, dead or cancelled",
+                    )
+                })
+            })
+            .transpose()?,
+    };
+    let page = state
+        .engine
+        .store()
+        .list_messages(&tenant.id, filter, page(q.limit.as_deref(), q.cursor)?)
+        .await?;
+    Ok(List::from_page(page, MessageSummary::from))
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tid}/messages", responses((status = 200, body = List<MessageSummary>)))]
@@ -72,18 +108,7 @@ pub async fn list(
     Path(tid): Path<String>,
     ValidQuery(q): ValidQuery<MessageQuery>,
 ) -> ApiResult<Json<List<MessageSummary>>> {
-    let tenant = tenant(&state, &tid).await?;
-    let filter = MessageFilter {
-        event_type: q.event_type,
-        since: time_param(q.since.as_deref(), "since")?,
-        until: time_param(q.until.as_deref(), "until")?,
-    };
-    let page = state
-        .engine
-        .store()
-        .list_messages(&tenant.id, filter, page(q.limit.as_deref(), q.cursor)?)
-        .await?;
-    Ok(Json(List::from_page(page, MessageSummary::from)))
+    Ok(Json(message_list(&state, &tid, q).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tid}/messages/{mid}", responses((status = 200, body = MessageOut)))]
@@ -98,24 +123,26 @@ pub async fn read(
     Ok(Json(MessageOut::new(message, &deliveries)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct AttemptQuery {
-    endpoint_id: Option<String>,
-    message_id: Option<String>,
-    delivery_id: Option<String>,
-    status: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub endpoint_id: Option<String>,
+    pub message_id: Option<String>,
+    pub delivery_id: Option<String>,
+    pub status: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
 }
 
-async fn attempt_page(
+/// A page of a tenant's attempts (of one message when `message` is given): the
+/// attempt routes' query, shared with the dashboard.
+pub async fn attempt_page(
     state: &AppState,
     tid: &str,
     q: AttemptQuery,
     message: Option<herald_core::MessageId>,
-) -> ApiResult<Json<List<AttemptOut>>> {
+) -> ApiResult<List<AttemptOut>> {
     let tenant = tenant(state, tid).await?;
     if let Some(status) = &q.status {
         if !matches!(status.as_str(), "success" | "retry" | "failed") {
@@ -151,7 +178,7 @@ async fn attempt_page(
         .store()
         .list_attempts(&tenant.id, filter, page(q.limit.as_deref(), q.cursor)?)
         .await?;
-    Ok(Json(List::from_page(page, AttemptOut::from)))
+    Ok(List::from_page(page, AttemptOut::from))
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tid}/attempts", responses((status = 200, body = List<AttemptOut>)))]
@@ -160,7 +187,7 @@ pub async fn attempts(
     Path(tid): Path<String>,
     ValidQuery(q): ValidQuery<AttemptQuery>,
 ) -> ApiResult<Json<List<AttemptOut>>> {
-    attempt_page(&state, &tid, q, None).await
+    Ok(Json(attempt_page(&state, &tid, q, None).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tid}/messages/{mid}/attempts", responses((status = 200, body = List<AttemptOut>)))]
@@ -174,7 +201,7 @@ pub async fn message_attempts(
         .engine
         .message(&super::tenant_id(&tid)?, &message)
         .await?;
-    attempt_page(&state, &tid, q, Some(message)).await
+    Ok(Json(attempt_page(&state, &tid, q, Some(message)).await?))
 }
 
 /// Resend to one endpoint, or (without a body or `endpoint_id`) to every target.

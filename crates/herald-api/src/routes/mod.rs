@@ -65,6 +65,13 @@ pub async fn tenant(state: &AppState, raw: &str) -> ApiResult<Tenant> {
         .ok_or(ApiError::NotFound("tenant"))
 }
 
+/// The query of a list route with no filters.
+#[derive(serde::Deserialize, Default)]
+pub struct PageQuery {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
 /// `limit` (1 to 500, default 50) and `cursor` of a list route.
 pub fn page(limit: Option<&str>, cursor: Option<String>) -> ApiResult<PageRequest> {
     let limit = match limit {

@@ -7,6 +7,7 @@ use axum::extract::Path;
 use axum::routing::get;
 use axum::{Json, Router};
 use herald_core::{TenantId, ValidationError};
+use herald_store::{AttemptStats, EndpointStats, ThroughputPoint};
 use serde::{Deserialize, Serialize};
 
 use super::{tenant, State};
@@ -18,6 +19,11 @@ use crate::AppState;
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/tenants/{tid}/stats", get(tenant_stats))
+        .route(
+            "/api/v1/tenants/{tid}/endpoint-health",
+            get(endpoint_health),
+        )
+        .route("/api/v1/tenants/{tid}/throughput", get(throughput))
         .route("/api/v1/webhook-metrics", get(window))
         .route("/api/v1/webhook-health", get(health))
         .route("/api/v1/webhook-failures", get(failures))
@@ -128,25 +134,169 @@ pub async fn window(
         window_hours: hours,
         since: time(since),
         tenant_id: tenant.map(|t| t.to_string()),
-        success_rate: if s.total == 0 {
-            1.0
-        } else {
-            s.success as f64 / s.total as f64
-        },
-        attempts: AttemptCounts {
+        success_rate: success_rate(&s),
+        attempts: AttemptCounts::of(&s),
+        latency_ms: Latency::of(&s),
+    }))
+}
+
+fn success_rate(s: &AttemptStats) -> f64 {
+    if s.total == 0 {
+        1.0
+    } else {
+        s.success as f64 / s.total as f64
+    }
+}
+
+impl AttemptCounts {
+    fn of(s: &AttemptStats) -> Self {
+        Self {
             total: s.total,
             success: s.success,
             retry: s.retry,
             failed: s.failed,
-        },
-        latency_ms: Latency {
+        }
+    }
+}
+
+impl Latency {
+    fn of(s: &AttemptStats) -> Self {
+        Self {
             avg: (s.avg_ms * 10.0).round() / 10.0,
             p50: s.p50_ms,
             p95: s.p95_ms,
             p99: s.p99_ms,
             max: s.max_ms,
-        },
-    }))
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct EndpointHealthQuery {
+    /// The window of tries, in seconds; default 3600.
+    pub window_seconds: Option<String>,
+}
+
+/// One endpoint's health over the window, and now.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EndpointHealthOut {
+    pub endpoint_id: String,
+    pub url: String,
+    pub active: bool,
+    pub attempts: AttemptCounts,
+    pub success_rate: f64,
+    pub latency_ms: Latency,
+    /// Deliveries waiting or being sent.
+    pub open: u64,
+    pub dead: u64,
+    /// The circuit breaker in this process: closed, open or half_open.
+    pub circuit: &'static str,
+}
+
+/// Every endpoint of a tenant with its tries over the window, its open and dead
+/// deliveries and its circuit: the health route's query, shared with the dashboard.
+pub async fn endpoint_health_of(
+    state: &AppState,
+    tid: &str,
+    q: EndpointHealthQuery,
+) -> ApiResult<Vec<EndpointHealthOut>> {
+    let tenant = tenant(state, tid).await?;
+    let window = seconds(q.window_seconds.as_deref(), "window_seconds", 3600)?;
+    let since = chrono::Utc::now().timestamp_millis() - window * 1000;
+    let store = state.engine.store();
+    let mut stats: std::collections::HashMap<_, _> = store
+        .endpoint_stats(&tenant.id, since)
+        .await?
+        .into_iter()
+        .map(|s| (s.endpoint_id.clone(), s))
+        .collect();
+    let endpoints = store.tenant_endpoints(&tenant.id).await?;
+    Ok(endpoints
+        .into_iter()
+        .map(|e| {
+            let s = stats.remove(&e.id).unwrap_or(EndpointStats {
+                endpoint_id: e.id.clone(),
+                attempts: AttemptStats::default(),
+                open: 0,
+                dead: 0,
+            });
+            EndpointHealthOut {
+                endpoint_id: e.id.to_string(),
+                url: e.url.clone(),
+                active: e.active,
+                success_rate: success_rate(&s.attempts),
+                attempts: AttemptCounts::of(&s.attempts),
+                latency_ms: Latency::of(&s.attempts),
+                open: s.open,
+                dead: s.dead,
+                circuit: state.engine.circuit(&e.id),
+            }
+        })
+        .collect())
+}
+
+/// A whole number of seconds from 1 to a year, or `default`.
+fn seconds(raw: Option<&str>, field: &'static str, default: i64) -> ApiResult<i64> {
+    match raw {
+        None | Some("") => Ok(default),
+        Some(v) => Ok(v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=366 * 86_400).contains(n))
+            .ok_or_else(|| {
+                ValidationError::new(field, "must be a whole number of seconds from 1 to a year")
+            })?),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants/{tid}/endpoint-health", responses((status = 200, body = Vec<EndpointHealthOut>)))]
+pub async fn endpoint_health(
+    state: State,
+    Path(tid): Path<String>,
+    ValidQuery(q): ValidQuery<EndpointHealthQuery>,
+) -> ApiResult<Json<Vec<EndpointHealthOut>>> {
+    Ok(Json(endpoint_health_of(&state, &tid, q).await?))
+}
+
+#[derive(Deserialize, Default)]
+pub struct ThroughputQuery {
+    /// How far back, in seconds; default 300.
+    pub seconds: Option<String>,
+}
+
+/// Tries per second.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ThroughputOut {
+    pub since: String,
+    /// Seconds with tries, oldest first: `at` (Unix ms), `success`, `failure`.
+    #[schema(value_type = Vec<Object>)]
+    pub points: Vec<ThroughputPoint>,
+}
+
+/// A tenant's tries per second over the last `seconds`: the throughput route's
+/// query, shared with the dashboard's live chart.
+pub async fn throughput_of(
+    state: &AppState,
+    tid: &str,
+    q: ThroughputQuery,
+) -> ApiResult<ThroughputOut> {
+    let tenant = tenant(state, tid).await?;
+    let window = seconds(q.seconds.as_deref(), "seconds", 300)?.min(3600);
+    let since = chrono::Utc::now().timestamp_millis() - window * 1000;
+    let points = state.engine.store().throughput(&tenant.id, since).await?;
+    Ok(ThroughputOut {
+        since: time(since),
+        points,
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants/{tid}/throughput", responses((status = 200, body = ThroughputOut)))]
+pub async fn throughput(
+    state: State,
+    Path(tid): Path<String>,
+    ValidQuery(q): ValidQuery<ThroughputQuery>,
+) -> ApiResult<Json<ThroughputOut>> {
+    Ok(Json(throughput_of(&state, &tid, q).await?))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

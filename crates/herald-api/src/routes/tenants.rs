@@ -11,7 +11,7 @@ use herald_core::TenantId;
 use herald_store::Tenant;
 use serde::{Deserialize, Deserializer};
 
-use super::{page, tenant, tenant_id, State};
+use super::{page, tenant, tenant_id, PageQuery, State};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ValidJson, ValidQuery};
 use crate::wire::{List, TenantOut};
@@ -41,12 +41,6 @@ pub struct TenantSpec {
     #[serde(default, deserialize_with = "some")]
     #[schema(value_type = Option<RetryPolicySpec>)]
     pub retry_policy: Option<Option<RetryPolicySpec>>,
-}
-
-#[derive(Deserialize)]
-pub struct PageQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
 }
 
 fn name(name: Option<String>, fallback: &str) -> ApiResult<String> {
@@ -92,12 +86,17 @@ pub async fn list(
     state: State,
     ValidQuery(q): ValidQuery<PageQuery>,
 ) -> ApiResult<Json<List<TenantOut>>> {
+    Ok(Json(tenant_list(&state, q).await?))
+}
+
+/// A page of tenants: the list route's query, shared with the dashboard.
+pub async fn tenant_list(state: &AppState, q: PageQuery) -> ApiResult<List<TenantOut>> {
     let page = state
         .engine
         .store()
         .list_tenants(page(q.limit.as_deref(), q.cursor)?)
         .await?;
-    Ok(Json(List::from_page(page, TenantOut::from)))
+    Ok(List::from_page(page, TenantOut::from))
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tid}", responses((status = 200, body = TenantOut)))]

@@ -69,6 +69,8 @@ pub(crate) struct Lane {
     pub bucket: Option<TokenBucket>,
     pub queued: bool,
     pub backlog: Backlog,
+    /// The breaker state last reported to the engine.
+    pub circuit: &'static str,
 }
 
 impl Lane {
@@ -88,6 +90,7 @@ impl Lane {
             bucket,
             queued: false,
             backlog: Backlog::None,
+            circuit: "closed",
         }
     }
 

@@ -415,7 +415,20 @@ impl Scheduler {
                 }
             }
         }
+        self.report_circuit(&key);
         self.mark_runnable(&key);
+    }
+
+    /// Tells the engine when an endpoint's breaker changed state.
+    fn report_circuit(&mut self, key: &LaneKey) {
+        let (LaneKey::Endpoint(id), Some(lane)) = (key, self.lanes.get_mut(key)) else {
+            return;
+        };
+        let state = lane.breaker.state_name();
+        if lane.circuit != state {
+            lane.circuit = state;
+            self.worker.circuits.set(id, state);
+        }
     }
 
     /// Reads the next page of a lane's backlog when its window has drained to half.
@@ -516,6 +529,7 @@ impl Scheduler {
             }
             let dispatched = self.dispatch_lane(&key, now);
             self.page_in(&key);
+            self.report_circuit(&key);
             if !dispatched {
                 // Out of global permits: retry this lane first when one frees.
                 if let Some(lane) = self.lanes.get_mut(&key) {

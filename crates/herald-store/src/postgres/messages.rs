@@ -52,8 +52,10 @@ impl MessageStore for PgStore {
         let mut c = Conditions::default();
         c.text("tenant_id = ?", Some(tenant.as_str()))
             .text("event_type = ?", filter.event_type)
+            .text("id >= ?", filter.since.map(|at| cutoff_id("msg_", at)))
             .int("created_at >= ?", filter.since)
             .int("created_at < ?", filter.until)
+            .text(crate::MESSAGE_HAS_STATUS, filter.status.map(|s| s.as_str()))
             .text("id < ?", page.cursor.clone());
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE {} ORDER BY id DESC LIMIT {}",

@@ -1,5 +1,7 @@
 //! Monitoring reads and retention on PostgreSQL.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use herald_core::TenantId;
 use sqlx::Row;
@@ -58,6 +60,75 @@ impl StatsStore for PgStore {
             })
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(summarise(tries))
+    }
+
+    async fn endpoint_stats(
+        &self,
+        tenant: &TenantId,
+        since: Millis,
+    ) -> StoreResult<Vec<EndpointStats>> {
+        let rows = sqlx::query(
+            "SELECT endpoint_id, outcome, duration_ms FROM attempts \
+             WHERE tenant_id = $1 AND id >= $2 AND endpoint_id IS NOT NULL",
+        )
+        .bind(tenant.as_str())
+        .bind(cutoff_id("att_", since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?;
+        let mut tries: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+        for r in &rows {
+            tries.entry(r.try_get(0).map_err(pg)?).or_default().push((
+                r.try_get(1).map_err(pg)?,
+                r.try_get::<i64, _>(2).map_err(pg)? as u64,
+            ));
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT endpoint_id, COUNT(*) FILTER (WHERE status IN {OPEN}), COUNT(*) FILTER (WHERE status = 'dead') \
+             FROM deliveries WHERE tenant_id = $1 AND status IN ('pending', 'delivering', 'dead') \
+             AND endpoint_id IS NOT NULL GROUP BY endpoint_id"
+        ))
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?;
+        let mut counts = BTreeMap::new();
+        for r in &rows {
+            counts.insert(
+                r.try_get::<String, _>(0).map_err(pg)?,
+                (
+                    r.try_get::<i64, _>(1).map_err(pg)? as u64,
+                    r.try_get::<i64, _>(2).map_err(pg)? as u64,
+                ),
+            );
+        }
+        Ok(endpoint_stats(tries, counts))
+    }
+
+    async fn throughput(
+        &self,
+        tenant: &TenantId,
+        since: Millis,
+    ) -> StoreResult<Vec<ThroughputPoint>> {
+        let rows = sqlx::query(
+            "SELECT created_at / 1000 * 1000, COUNT(*) FILTER (WHERE outcome = 'success'), \
+             COUNT(*) FILTER (WHERE outcome <> 'success') \
+             FROM attempts WHERE tenant_id = $1 AND id >= $2 GROUP BY 1 ORDER BY 1",
+        )
+        .bind(tenant.as_str())
+        .bind(cutoff_id("att_", since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ThroughputPoint {
+                    at: r.try_get(0).map_err(pg)?,
+                    success: r.try_get::<i64, _>(1).map_err(pg)? as u64,
+                    failure: r.try_get::<i64, _>(2).map_err(pg)? as u64,
+                })
+            })
+            .collect()
     }
 
     async fn open_stats(&self, now: Millis) -> StoreResult<OpenStats> {

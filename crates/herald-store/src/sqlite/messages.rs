@@ -116,8 +116,13 @@ impl MessageStore for SqliteStore {
             let mut c = Conditions::default();
             c.add("tenant_id = ?", tenant)
                 .add_opt("event_type = ?", filter.event_type)
+                .add_opt("id >= ?", filter.since.map(|at| cutoff_id("msg_", at)))
                 .add_opt("created_at >= ?", filter.since)
                 .add_opt("created_at < ?", filter.until)
+                .add_opt(
+                    crate::MESSAGE_HAS_STATUS,
+                    filter.status.map(|s| s.as_str().to_string()),
+                )
                 .add_opt("id < ?", page.cursor.clone());
             let sql = format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE {} ORDER BY id DESC LIMIT {}",

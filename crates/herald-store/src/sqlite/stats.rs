@@ -1,5 +1,7 @@
 //! Monitoring reads and retention on SQLite.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use herald_core::TenantId;
 use rusqlite::{params, params_from_iter, Connection};
@@ -98,6 +100,68 @@ impl StatsStore for SqliteStore {
                 tenant.as_deref(),
                 &cutoff_id("att_", since),
             )?))
+        })
+        .await
+    }
+
+    async fn endpoint_stats(
+        &self,
+        tenant: &TenantId,
+        since: Millis,
+    ) -> StoreResult<Vec<EndpointStats>> {
+        let tenant = tenant.to_string();
+        self.read(move |conn| {
+            let mut tries: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+            let mut stmt = conn.prepare_cached(
+                "SELECT endpoint_id, outcome, duration_ms FROM attempts \
+                 WHERE tenant_id = ?1 AND id >= ?2 AND endpoint_id IS NOT NULL",
+            )?;
+            let mut rows = stmt.query(params![tenant, cutoff_id("att_", since)])?;
+            while let Some(r) = rows.next()? {
+                tries
+                    .entry(r.get(0)?)
+                    .or_default()
+                    .push((r.get(1)?, r.get::<_, i64>(2)? as u64));
+            }
+            let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT endpoint_id, SUM(status IN {OPEN}), SUM(status = 'dead') FROM deliveries \
+                 WHERE tenant_id = ?1 AND status IN ('pending', 'delivering', 'dead') \
+                 AND endpoint_id IS NOT NULL GROUP BY endpoint_id"
+            ))?;
+            let mut rows = stmt.query(params![tenant])?;
+            while let Some(r) = rows.next()? {
+                counts.insert(
+                    r.get(0)?,
+                    (r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64),
+                );
+            }
+            Ok(endpoint_stats(tries, counts))
+        })
+        .await
+    }
+
+    async fn throughput(
+        &self,
+        tenant: &TenantId,
+        since: Millis,
+    ) -> StoreResult<Vec<ThroughputPoint>> {
+        let tenant = tenant.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT created_at / 1000 * 1000, SUM(outcome = 'success'), SUM(outcome != 'success') \
+                 FROM attempts WHERE tenant_id = ?1 AND id >= ?2 GROUP BY 1 ORDER BY 1",
+            )?;
+            let points = stmt
+                .query_map(params![tenant, cutoff_id("att_", since)], |r| {
+                    Ok(ThroughputPoint {
+                        at: r.get(0)?,
+                        success: r.get::<_, i64>(1)? as u64,
+                        failure: r.get::<_, i64>(2)? as u64,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(points)
         })
         .await
     }
