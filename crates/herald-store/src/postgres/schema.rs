@@ -107,10 +107,12 @@ CREATE TABLE tokens (
 CREATE INDEX tokens_tenant ON tokens (tenant_id, id);
 "#,
     // An endpoint's open deliveries by due time, for paging a backlog into the
-    // scheduler (`deliveries_endpoint_open` serves commit order).
+    // scheduler (`deliveries_endpoint_open` serves commit order); its dead ones,
+    // counted by the dashboard.
     r#"
 CREATE INDEX deliveries_due ON deliveries (endpoint_id, next_attempt_at, seq)
     WHERE status IN ('pending', 'delivering');
+CREATE INDEX deliveries_dead ON deliveries (endpoint_id) WHERE status = 'dead';
 "#,
 ];
 

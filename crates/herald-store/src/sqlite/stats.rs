@@ -123,18 +123,22 @@ impl StatsStore for SqliteStore {
                     .or_default()
                     .push((r.get(1)?, r.get::<_, i64>(2)? as u64));
             }
+            // Counted per endpoint on `deliveries_endpoint (endpoint_id, status)`:
+            // index ranges, however many deliveries the tenant has.
             let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT endpoint_id, SUM(status IN {OPEN}), SUM(status = 'dead') FROM deliveries \
-                 WHERE tenant_id = ?1 AND status IN ('pending', 'delivering', 'dead') \
-                 AND endpoint_id IS NOT NULL GROUP BY endpoint_id"
+            let ids = conn
+                .prepare_cached("SELECT id FROM endpoints WHERE tenant_id = ?1 AND deleted = 0")?
+                .query_map(params![tenant], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut count = conn.prepare_cached(&format!(
+                "SELECT (SELECT COUNT(*) FROM deliveries WHERE endpoint_id = ?1 AND status IN {OPEN}), \
+                 (SELECT COUNT(*) FROM deliveries WHERE endpoint_id = ?1 AND status = 'dead')"
             ))?;
-            let mut rows = stmt.query(params![tenant])?;
-            while let Some(r) = rows.next()? {
-                counts.insert(
-                    r.get(0)?,
-                    (r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64),
-                );
+            for id in ids {
+                let (open, dead) = count.query_row(params![id], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+                })?;
+                counts.insert(id, (open, dead));
             }
             Ok(endpoint_stats(tries, counts))
         })

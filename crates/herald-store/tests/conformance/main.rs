@@ -48,4 +48,5 @@ conformance!(
     attempts_are_listed_with_filters,
     stats_count_what_happened,
     purge_removes_old_finished_work_only,
+    endpoint_health_and_throughput_come_from_the_tries,
 );

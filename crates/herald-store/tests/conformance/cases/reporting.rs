@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use herald_core::delivery::DeliveryStatus;
 use herald_store::prelude::*;
 use herald_store::*;
 
@@ -225,4 +226,84 @@ fn rand_bits() -> u128 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed) as u128
+}
+
+pub async fn endpoint_health_and_throughput_come_from_the_tries(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "acme").await;
+    let (busy, idle) = (
+        endpoint(&store, &acme, false).await,
+        endpoint(&store, &acme, false).await,
+    );
+    let node = NodeId::new();
+    let ok = delivery(&store, &acme, Some(&busy.id), Some(&node)).await;
+    let failed = delivery(&store, &acme, Some(&busy.id), Some(&node)).await;
+    let waiting = delivery(&store, &acme, Some(&idle.id), Some(&node)).await;
+    for (d, next, at) in [
+        (&ok, NextState::Succeeded, 2_000),
+        (
+            &failed,
+            NextState::Dead {
+                reason: "HTTP 410".into(),
+            },
+            2_500,
+        ),
+    ] {
+        assert!(matches!(
+            store.claim(&d.id, &node, 9_000, None).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+        store
+            .record_outcome(outcome(d, 1, next, at), &node)
+            .await
+            .unwrap();
+    }
+
+    let mut stats = store.endpoint_stats(&acme, 0).await.unwrap();
+    stats.sort_by_key(|s| s.open);
+    assert_eq!(stats.len(), 2, "{stats:?}");
+    let (b, i) = (&stats[0], &stats[1]);
+    assert_eq!(b.endpoint_id, busy.id);
+    assert_eq!(
+        (b.attempts.total, b.attempts.success, b.attempts.failed),
+        (2, 1, 1)
+    );
+    assert_eq!((b.open, b.dead), (0, 1));
+    assert_eq!(i.endpoint_id, idle.id);
+    assert_eq!((i.attempts.total, i.open, i.dead), (0, 1, 0));
+
+    let points = store.throughput(&acme, 0).await.unwrap();
+    assert_eq!(
+        points,
+        vec![ThroughputPoint {
+            at: 2_000,
+            success: 1,
+            failure: 1
+        }],
+        "both tries fell in the second starting at 2 s"
+    );
+
+    let by_status = |status| {
+        let store = store.clone();
+        let acme = acme.clone();
+        async move {
+            let filter = MessageFilter {
+                status: Some(status),
+                ..Default::default()
+            };
+            let page = PageRequest {
+                limit: 10,
+                cursor: None,
+            };
+            let listed = store.list_messages(&acme, filter, page).await.unwrap();
+            listed.data.into_iter().map(|m| m.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        by_status(DeliveryStatus::Dead).await,
+        vec![failed.message_id.clone()]
+    );
+    assert_eq!(
+        by_status(DeliveryStatus::Pending).await,
+        vec![waiting.message_id.clone()]
+    );
 }
