@@ -16,17 +16,7 @@ macro_rules! browser_test {
     };
 }
 
-#[allow(unused_macros)]
-macro_rules! herald_test {
-    ($(#[$meta:meta])* async fn $name:ident() $body:block) => {
-        $(#[$meta])*
-        #[tokio::test]
-        async fn $name() $body
-    };
-}
-
 mod browser;
 mod dashboard;
 #[path = "../it/helpers.rs"]
-#[allow(dead_code)]
 mod helpers;
