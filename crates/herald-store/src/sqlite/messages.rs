@@ -61,7 +61,8 @@ impl MessageStore for SqliteStore {
         let key = self.key.clone();
         self.writer
             .write(move |conn| {
-                let Ingest { message: m, mut deliveries, .. } = ingest;
+                let Ingest { message: m, deliveries, .. } = &ingest;
+                let mut deliveries = deliveries.clone();
                 if let Some(key) = &m.idempotency_key {
                     let existing: Option<String> = conn
                         .prepare_cached("SELECT id FROM messages WHERE tenant_id = ?1 AND idempotency_key = ?2")?
@@ -156,13 +157,14 @@ impl MessageStore for SqliteStore {
 
     async fn add_deliveries(
         &self,
-        mut deliveries: Vec<Delivery>,
+        deliveries: Vec<Delivery>,
         owner: Option<&NodeId>,
     ) -> StoreResult<Vec<Delivery>> {
         let owner = owner.map(|o| o.to_string());
         let key = self.key.clone();
         self.writer
             .write(move |conn| {
+                let mut deliveries = deliveries.clone();
                 for d in &mut deliveries {
                     let now = d.created_at;
                     insert_delivery(conn, &key, d, owner.as_deref(), now)?;
@@ -185,7 +187,7 @@ impl MessageStore for SqliteStore {
                      WHERE id = ?1 AND status IN {OPEN} RETURNING id"
                 );
                 let mut cancelled = Vec::new();
-                for id in ids {
+                for id in &ids {
                     cancelled.extend(delivery_ids(conn, &sql, params![id, now])?);
                 }
                 Ok(cancelled)

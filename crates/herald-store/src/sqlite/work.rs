@@ -128,7 +128,7 @@ impl WorkStore for SqliteStore {
         let key = self.key.clone();
         self.writer
             .write(move |conn| {
-                if let Some(endpoint) = ordered {
+                if let Some(endpoint) = &ordered {
                     let blocked = conn
                         .prepare_cached(&format!(
                             "SELECT 1 FROM deliveries WHERE endpoint_id = ?1 AND status IN {OPEN} \
@@ -148,7 +148,7 @@ impl WorkStore for SqliteStore {
                 if changed == 0 {
                     return Ok(Claim::Lost);
                 }
-                Ok(select_deliveries(conn, &key, "d.id = ?1", [id])?
+                Ok(select_deliveries(conn, &key, "d.id = ?1", [&id])?
                     .pop()
                     .map_or(Claim::Lost, |d| Claim::Claimed(Box::new(d))))
             })
@@ -159,7 +159,7 @@ impl WorkStore for SqliteStore {
         let node = node.to_string();
         let key = self.key.clone();
         self.writer
-            .write(move |conn| apply_outcome(conn, &key, outcome, &node))
+            .write(move |conn| apply_outcome(conn, &key, &outcome, &node))
             .await
     }
 }
@@ -194,7 +194,7 @@ fn insert_attempt(conn: &Connection, a: &Attempt) -> StoreResult<()> {
 fn apply_outcome(
     conn: &Connection,
     key: &MasterKey,
-    outcome: Outcome,
+    outcome: &Outcome,
     node: &str,
 ) -> StoreResult<OutcomeApplied> {
     /// Applies only while this node's claim holds.
@@ -206,7 +206,8 @@ fn apply_outcome(
         next,
         now,
     } = outcome;
-    insert_attempt(conn, &a)?;
+    let now = *now;
+    insert_attempt(conn, a)?;
     let id = a.delivery_id.as_str();
     let (status, at, error, dead_reason, dead_at) = match &next {
         NextState::Succeeded => ("succeeded", None, None, None, None),
