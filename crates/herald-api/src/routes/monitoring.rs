@@ -173,7 +173,7 @@ impl Latency {
 
 #[derive(Deserialize, Default)]
 pub struct EndpointHealthQuery {
-    /// The window of tries, in seconds; default 3600.
+    /// The window of tries, in seconds; default 3600, at most 86400.
     pub window_seconds: Option<String>,
 }
 
@@ -201,7 +201,7 @@ pub async fn endpoint_health_of(
     q: EndpointHealthQuery,
 ) -> ApiResult<Vec<EndpointHealthOut>> {
     let tenant = tenant(state, tid).await?;
-    let window = seconds(q.window_seconds.as_deref(), "window_seconds", 3600)?;
+    let window = seconds(q.window_seconds.as_deref(), "window_seconds", 3600)?.min(86_400);
     let since = chrono::Utc::now().timestamp_millis() - window * 1000;
     let store = state.engine.store();
     let mut stats: std::collections::HashMap<_, _> = store

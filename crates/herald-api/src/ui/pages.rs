@@ -338,12 +338,14 @@ struct DeadLettersPage<'a> {
     dead: Vec<DeadLetterOut>,
     next: Option<String>,
     replayed: Option<usize>,
+    refused: usize,
 }
 
 #[derive(Deserialize)]
 struct DeadLettersQuery {
     cursor: Option<String>,
     replayed: Option<usize>,
+    refused: Option<usize>,
 }
 
 async fn dead_letters(
@@ -364,6 +366,7 @@ async fn dead_letters(
         dead: list.data,
         next: list.next_cursor,
         replayed: q.replayed,
+        refused: q.refused.unwrap_or(0),
     })
 }
 
@@ -383,13 +386,16 @@ async fn replay(
     if !session.csrf_ok(csrf) {
         return forbidden(&session);
     }
-    let mut replayed = 0;
+    let (mut replayed, mut refused) = (0, 0);
     for (_, id) in fields.iter().filter(|(k, _)| k == "delivery_id") {
-        or_page!(session, replay_dead_letter(&state, &tid, id).await);
-        replayed += 1;
+        match replay_dead_letter(&state, &tid, id).await {
+            Ok(_) => replayed += 1,
+            // Replayed meanwhile, or its endpoint deleted: the others go on.
+            Err(_) => refused += 1,
+        }
     }
     Redirect::to(&format!(
-        "/ui/tenants/{tid}/dead-letters?replayed={replayed}"
+        "/ui/tenants/{tid}/dead-letters?replayed={replayed}&refused={refused}"
     ))
     .into_response()
 }

@@ -4,8 +4,7 @@
 //! deliveries; the rest of a backlog stays in the store and is paged in as the
 //! window drains.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use herald_core::endpoint::{DeliveryMode, Endpoint};
@@ -58,8 +57,8 @@ pub(crate) struct Lane {
     pub endpoint: Option<Arc<Endpoint>>,
     /// Due deliveries of a concurrent lane, oldest first.
     pub ready: VecDeque<Job>,
-    /// Deliveries of a concurrent lane not yet due.
-    pub waiting: BinaryHeap<Reverse<Timed>>,
+    /// Deliveries of a concurrent lane not yet due, by due time.
+    pub waiting: BTreeMap<(Millis, i64, u64), Job>,
     /// Every held delivery of an ordered lane, by commit order, due or not.
     pub ordered: BTreeMap<i64, Job>,
     /// Entries in `ready`, `waiting` and `ordered`, stale copies included.
@@ -82,7 +81,7 @@ impl Lane {
         Self {
             endpoint,
             ready: VecDeque::new(),
-            waiting: BinaryHeap::new(),
+            waiting: BTreeMap::new(),
             ordered: BTreeMap::new(),
             held: 0,
             in_flight: 0,
@@ -117,15 +116,21 @@ impl Lane {
     pub fn hold(&mut self, job: Job, now: Millis) -> Option<Millis> {
         self.held += 1;
         if self.is_ordered() {
-            self.ordered.insert(job.seq, job);
+            if self.ordered.insert(job.seq, job).is_some() {
+                // A stale copy of the same delivery gave way.
+                self.held -= 1;
+            }
             None
         } else if job.due <= now {
             self.ready.push_back(job);
             None
         } else {
             let due = job.due;
-            let earliest = self.waiting.peek().is_none_or(|Reverse(t)| due < t.0.due);
-            self.waiting.push(Reverse(Timed(job)));
+            let earliest = self
+                .waiting
+                .first_key_value()
+                .is_none_or(|(k, _)| due < k.0);
+            self.waiting.insert((due, job.seq, job.generation), job);
             earliest.then_some(due)
         }
     }
@@ -134,14 +139,18 @@ impl Lane {
     /// waiting job is due, when any moved.
     pub fn promote(&mut self, now: Millis) -> Option<Millis> {
         let mut moved = false;
-        while self.waiting.peek().is_some_and(|Reverse(t)| t.0.due <= now) {
-            if let Some(Reverse(Timed(job))) = self.waiting.pop() {
+        while self
+            .waiting
+            .first_key_value()
+            .is_some_and(|(k, _)| k.0 <= now)
+        {
+            if let Some((_, job)) = self.waiting.pop_first() {
                 self.ready.push_back(job);
                 moved = true;
             }
         }
         if moved {
-            self.waiting.peek().map(|Reverse(t)| t.0.due)
+            self.waiting.first_key_value().map(|(k, _)| k.0)
         } else {
             None
         }
@@ -169,37 +178,51 @@ impl Lane {
         job
     }
 
+    /// Whether a delivery that arrives now is left to the store: the store holds
+    /// this lane's later deliveries already, or the window is full (from then on,
+    /// it does). Either way the store may now hold one memory has not seen.
+    pub fn overflows(&mut self, window: usize) -> bool {
+        match &mut self.backlog {
+            Backlog::InStore { missed, .. } => {
+                *missed = true;
+                true
+            }
+            Backlog::None if self.held >= window => {
+                self.backlog = Backlog::InStore {
+                    fetching: false,
+                    missed: false,
+                    finished: Default::default(),
+                };
+                true
+            }
+            Backlog::None => false,
+        }
+    }
+
+    /// Makes room for `job` in a full window by giving up the held job that goes
+    /// last, when `job` goes before it (by `seq` in an ordered lane, by due time
+    /// in a concurrent one); `None` when `job` is the one to wait in the store.
+    pub fn give_way(&mut self, job: &Job) -> Option<Job> {
+        let evicted = if self.is_ordered() {
+            let (&last, _) = self.ordered.last_key_value()?;
+            (job.seq < last).then(|| self.ordered.pop_last().map(|(_, j)| j))?
+        } else {
+            let (&last, _) = self.waiting.last_key_value()?;
+            (job.due < last.0).then(|| self.waiting.pop_last().map(|(_, j)| j))?
+        };
+        if evicted.is_some() {
+            self.held -= 1;
+        }
+        evicted
+    }
+
     /// Takes every held job out (the lane changed between ordered and concurrent).
     pub fn drain(&mut self) -> Vec<Job> {
         self.held = 0;
         self.ready
             .drain(..)
-            .chain(
-                std::mem::take(&mut self.waiting)
-                    .into_iter()
-                    .map(|Reverse(Timed(j))| j),
-            )
+            .chain(std::mem::take(&mut self.waiting).into_values())
             .chain(std::mem::take(&mut self.ordered).into_values())
             .collect()
-    }
-}
-
-/// A job ordered by due time, then commit order.
-pub(crate) struct Timed(pub Job);
-
-impl PartialEq for Timed {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Timed {}
-impl PartialOrd for Timed {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timed {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.0.due, self.0.seq).cmp(&(other.0.due, other.0.seq))
     }
 }

@@ -275,8 +275,21 @@ impl Scheduler {
                 lane.bucket = rate.map(|r| TokenBucket::new(r, now));
                 lane.endpoint = endpoint;
                 if lane.is_ordered() != was_ordered {
+                    // Memory held the lane's first deliveries in the old order: with
+                    // a backlog in the store, it is read again in the new one.
+                    let in_store = matches!(lane.backlog, Backlog::InStore { .. });
+                    if let Backlog::InStore { missed, .. } = &mut lane.backlog {
+                        *missed = true;
+                    }
                     for job in lane.drain() {
-                        self.hold(job, now);
+                        if !self.is_current(&job) {
+                            continue;
+                        }
+                        if in_store {
+                            self.known.remove(&job.delivery_id);
+                        } else {
+                            self.hold(job, now);
+                        }
                     }
                 }
                 self.mark_runnable(&key);
@@ -290,29 +303,21 @@ impl Scheduler {
     }
 
     /// Takes a new delivery in, or leaves it to the store when its lane's window is
-    /// full or the store holds earlier ones.
+    /// full or the store holds later ones.
     fn admit(&mut self, job: Job, endpoint: Option<Arc<Endpoint>>, now: Millis) {
         let key = job.lane();
         let lane = self
             .lanes
             .entry(key.clone())
             .or_insert_with(|| Lane::new(endpoint, now));
-        if matches!(key, LaneKey::Endpoint(_)) {
-            let window = self.config.lane_window;
-            match &mut lane.backlog {
-                Backlog::InStore { missed, .. } => {
-                    *missed = true;
-                    return;
-                }
-                Backlog::None if lane.held >= window => {
-                    lane.backlog = Backlog::InStore {
-                        fetching: false,
-                        missed: false,
-                        finished: Default::default(),
-                    };
-                    return;
-                }
-                Backlog::None => {}
+        if matches!(key, LaneKey::Endpoint(_)) && lane.overflows(self.config.lane_window) {
+            // Memory keeps what goes first: a delivery that goes before the last one
+            // held takes its place, and that one waits in the store instead.
+            let Some(evicted) = lane.give_way(&job) else {
+                return;
+            };
+            if self.is_current(&evicted) {
+                self.known.remove(&evicted.delivery_id);
             }
         }
         self.take(job, now);
@@ -440,6 +445,7 @@ impl Scheduler {
             return;
         };
         let window = self.config.lane_window;
+        let (held, in_flight, ordered) = (lane.held, lane.in_flight, lane.is_ordered());
         let Backlog::InStore {
             fetching: fetching @ false,
             missed,
@@ -448,7 +454,7 @@ impl Scheduler {
         else {
             return;
         };
-        if lane.held > window / 2 {
+        if held > window / 2 {
             return;
         }
         *fetching = true;
@@ -456,8 +462,7 @@ impl Scheduler {
         finished.clear();
         // The held and in-flight ones come back too (they are skipped): ask for
         // enough to fill the window past them.
-        let limit = (window + lane.held + lane.in_flight as usize) as u32;
-        let ordered = lane.is_ordered();
+        let limit = (window + held + in_flight as usize) as u32;
         let (ctx, replies, endpoint) =
             (self.worker.clone(), self.replies.clone(), endpoint.clone());
         tokio::spawn(async move {

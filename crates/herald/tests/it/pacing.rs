@@ -271,3 +271,35 @@ async fn an_ordered_backlog_past_the_window_keeps_its_order() {
     assert_eq!(order, expected);
 }
 }
+
+herald_test! {
+async fn new_deliveries_pass_a_window_full_of_waiting_retries() {
+    let app = spawn_app_with(|c| {
+        c.lane_window = 4;
+        c.circuit_breaker.failure_threshold = 1000;
+    })
+    .await;
+    let rx = Receiver::start().await;
+    rx.script("/wait", (0..4).map(|_| Reply::status(500)));
+    app.tenant("acme").await;
+    app.endpoint(
+        "acme",
+        json!({"url": rx.url("/wait"), "retry_policy": {"delays_seconds": [600]}}),
+    )
+    .await;
+    for n in 0..4 {
+        app.message("acme", "a", json!({"n": n})).await;
+    }
+    // The window now holds four retries due in ten minutes.
+    rx.wait_for("/wait", 4).await;
+    for n in 4..7 {
+        app.message("acme", "a", json!({"n": n})).await;
+    }
+    let got = rx
+        .wait_for_within("/wait", 7, Duration::from_secs(10))
+        .await;
+    let later: Vec<i64> = got[4..].iter().map(|r| r.json()["n"].as_i64().unwrap()).collect();
+    assert_eq!(later.len(), 3, "the new deliveries went out at once: {later:?}");
+    assert!(later.iter().all(|n| (4..7).contains(n)));
+}
+}
