@@ -1,7 +1,7 @@
 //! Scenario (e): SendCallbacks published to RabbitMQ as seed 000's producers do.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -69,6 +69,30 @@ pub(crate) async fn ingest(
     }
     connection.close(200, "bench done".into()).await?;
     Ok(sent)
+}
+
+/// When herald has committed and acknowledged `messages` broker messages, read
+/// from its `herald_amqp_messages_total{outcome="accepted"}` every 20 ms.
+pub(crate) fn acked(
+    herald: &crate::process::Herald,
+    messages: usize,
+) -> tokio::task::JoinHandle<anyhow::Result<Instant>> {
+    let herald = herald.base.clone();
+    tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(900);
+        loop {
+            let series = "herald_amqp_messages_total{outcome=\"accepted\"}";
+            let accepted = crate::process::metric(&herald, series).await?;
+            if accepted >= messages as f64 {
+                return Ok(Instant::now());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "only {accepted} of {messages} acked"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
 }
 
 pub(crate) async fn delete_queue(amqp_url: &str, queue: &str) -> anyhow::Result<()> {

@@ -103,17 +103,6 @@ async fn steady(
     })
 }
 
-/// A gauge from herald's /metrics.
-async fn gauge(herald: &Herald, name: &str) -> anyhow::Result<f64> {
-    let text = reqwest::get(format!("{}/metrics", herald.base))
-        .await?
-        .text()
-        .await?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no {name} in /metrics"))
-}
-
 async fn create_endpoints(herald: &Herald, target: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let base = &herald.base;
@@ -179,9 +168,9 @@ pub(crate) async fn run(
 
     let loaded = steady(&herald, arrivals, rate, steady_seconds).await?;
     let rss_end = herald.rss_mib();
-    let open = gauge(&herald, "herald_deliveries_pending").await?
-        + gauge(&herald, "herald_deliveries_in_flight").await?;
-    let held = gauge(&herald, "herald_scheduler_held_deliveries").await?;
+    let open = herald.metric("herald_deliveries_pending").await?
+        + herald.metric("herald_deliveries_in_flight").await?;
+    let held = herald.metric("herald_scheduler_held_deliveries").await?;
 
     println!("\n(d) backlog: {backlog} messages for a dead endpoint (connection refused) pushed at {fill_rate:.0} msg/s; {open:.0} deliveries open at the end, {held:.0} of them held in memory");
     println!("| healthy endpoint at {rate} msg/s for {steady_seconds} s | delivered | p50 ms | p99 ms | max ms |");

@@ -248,6 +248,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             let cpu_before = herald.cpu_seconds();
             let started = Instant::now();
+            let acked = amqp::acked(&herald, args.amqp_messages);
             let sent = amqp::ingest(
                 &args.amqp_url,
                 &queue,
@@ -256,12 +257,19 @@ async fn main() -> anyhow::Result<()> {
                 args.amqp_messages,
             )
             .await?;
-            let herald = std::slice::from_ref(&herald);
-            runs.push(measure(herald, &arrivals, &sent, 1, started, cpu_before).await?);
+            let heralds = std::slice::from_ref(&herald);
+            let mut figures = measure(heralds, &arrivals, &sent, 1, started, cpu_before).await?;
+            figures.acked_per_s =
+                args.amqp_messages as f64 / (acked.await?? - started).as_secs_f64();
+            runs.push(figures);
             amqp::delete_queue(&args.amqp_url, &queue).await?;
         }
+        let (acked, acked_lo, acked_hi) = spread(&runs, |f| f.acked_per_s);
         report(
-            &format!("(e) AMQP, {} SendCallbacks, SQLite", args.amqp_messages),
+            &format!(
+                "(e) AMQP, {} SendCallbacks, SQLite ({acked:.0} ({acked_lo:.0}–{acked_hi:.0}) persisted and acked/s)",
+                args.amqp_messages
+            ),
             &runs,
             limit,
         );

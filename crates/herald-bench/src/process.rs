@@ -27,6 +27,24 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// One series of the /metrics of the herald at `base`, named as it is printed
+/// (labels included).
+pub async fn metric(base: &str, series: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| anyhow::anyhow!("no {series} in /metrics"))
+}
+
 impl Herald {
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let port = free_port()?;
@@ -85,6 +103,11 @@ impl Herald {
     /// Resident memory now, in MiB.
     pub fn rss_mib(&self) -> f64 {
         self.status_mib("VmRSS:")
+    }
+
+    /// One series of herald's /metrics, named as it is printed (labels included).
+    pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        metric(&self.base, series).await
     }
 
     /// User plus system CPU time so far, in seconds.

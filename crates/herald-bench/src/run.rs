@@ -21,6 +21,8 @@ pub(crate) struct Figures {
     pub(crate) duplicates: usize,
     /// Attempts answered 500 by the failing endpoints (scenario c).
     pub(crate) failed_attempts: usize,
+    /// Broker messages committed and acknowledged per second (scenario e).
+    pub(crate) acked_per_s: f64,
     pub(crate) peak_rss_mib: f64,
     pub(crate) cpu_s: f64,
 }
@@ -165,6 +167,7 @@ pub(crate) async fn measure(
         max_ms: latencies.last().copied().unwrap_or_default(),
         duplicates,
         failed_attempts: arrivals.failures(),
+        acked_per_s: 0.0,
         peak_rss_mib: heralds.iter().map(Herald::peak_rss_mib).sum(),
         cpu_s: heralds.iter().map(Herald::cpu_seconds).sum::<f64>() - cpu_before,
     })
