@@ -214,15 +214,14 @@ pub trait WorkStore: Send + Sync + 'static {
         stale_before: Millis,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>>;
-    /// The first `limit` open deliveries of one lane (an endpoint, or the ad-hoc
-    /// callbacks to one origin) that `node` owns, in the order it sends them: by
-    /// due time, or by commit order (`seq`) when the lane is `ordered`. The
-    /// scheduler pages a lane's backlog in through this, so a backlog costs disk,
-    /// not memory.
+    /// The first `limit` open deliveries of one endpoint that `node` owns, in the
+    /// order it sends them: by due time, or by commit order (`seq`) when the
+    /// endpoint is `ordered`. The scheduler pages an endpoint's backlog in through
+    /// this, so a backlog costs disk, not memory.
     async fn owned_deliveries(
         &self,
         node: &NodeId,
-        lane: LaneRef<'_>,
+        endpoint: &EndpointId,
         ordered: bool,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>>;

@@ -114,17 +114,7 @@ CREATE INDEX deliveries_due ON deliveries (endpoint_id, next_attempt_at, seq)
     WHERE status IN ('pending', 'delivering');
 CREATE INDEX deliveries_dead ON deliveries (endpoint_id) WHERE status = 'dead';
 "#,
-    // The open ad-hoc callbacks to one origin by due time, for paging their
-    // backlog the same way (`ORIGINS` fills the column for rows already there).
-    r#"
-ALTER TABLE deliveries ADD COLUMN target_origin TEXT;
-CREATE INDEX deliveries_origin_due ON deliveries (target_origin, next_attempt_at, seq)
-    WHERE status IN ('pending', 'delivering') AND endpoint_id IS NULL;
-"#,
 ];
-
-/// The migration that adds `target_origin`, counted from 1.
-const ORIGINS: usize = 6;
 
 /// Advisory lock keys herald uses.
 pub(crate) const MIGRATION_LOCK: i64 = 0x6865_7261_6c64_0001;
@@ -152,9 +142,6 @@ pub(crate) async fn migrate(pool: &PgPool) -> StoreResult<()> {
         for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             sqlx::query(statement).execute(&mut *tx).await.map_err(pg)?;
         }
-        if i + 1 == ORIGINS {
-            fill_origins(&mut tx).await?;
-        }
         sqlx::query("INSERT INTO herald_migrations (version) VALUES ($1)")
             .bind(i as i32 + 1)
             .execute(&mut *tx)
@@ -162,30 +149,5 @@ pub(crate) async fn migrate(pool: &PgPool) -> StoreResult<()> {
             .map_err(pg)?;
     }
     tx.commit().await.map_err(pg)?;
-    Ok(())
-}
-
-/// Sets `target_origin` on the open ad-hoc deliveries made before it existed.
-async fn fill_origins(tx: &mut sqlx::PgConnection) -> StoreResult<()> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT seq, target_url FROM deliveries WHERE endpoint_id IS NULL \
-         AND status IN ('pending', 'delivering') AND target_url IS NOT NULL",
-    )
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(pg)?;
-    let (seqs, origins): (Vec<i64>, Vec<String>) = rows
-        .into_iter()
-        .map(|(seq, url)| (seq, herald_core::network::origin(&url)))
-        .unzip();
-    sqlx::query(
-        "UPDATE deliveries d SET target_origin = v.origin \
-         FROM UNNEST($1::int8[], $2::text[]) AS v(seq, origin) WHERE d.seq = v.seq",
-    )
-    .bind(&seqs)
-    .bind(&origins)
-    .execute(&mut *tx)
-    .await
-    .map_err(pg)?;
     Ok(())
 }

@@ -72,14 +72,10 @@ impl WorkStore for PgStore {
     async fn owned_deliveries(
         &self,
         node: &NodeId,
-        lane: LaneRef<'_>,
+        endpoint: &EndpointId,
         ordered: bool,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>> {
-        let (lane_sql, value) = match lane {
-            LaneRef::Endpoint(id) => ("d.endpoint_id = $1", id.as_str()),
-            LaneRef::Origin(origin) => ("d.endpoint_id IS NULL AND d.target_origin = $1", origin),
-        };
         let order = if ordered {
             "d.seq"
         } else {
@@ -87,10 +83,10 @@ impl WorkStore for PgStore {
         };
         let rows = sqlx::query(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d \
-             WHERE {lane_sql} AND d.status IN {OPEN} AND d.lease_owner = $2 \
+             WHERE d.endpoint_id = $1 AND d.status IN {OPEN} AND d.lease_owner = $2 \
              ORDER BY {order} LIMIT $3"
         ))
-        .bind(value)
+        .bind(endpoint.as_str())
         .bind(node.as_str())
         .bind(limit as i64)
         .fetch_all(&self.pool)

@@ -88,40 +88,25 @@ impl WorkStore for SqliteStore {
     async fn owned_deliveries(
         &self,
         node: &NodeId,
-        lane: LaneRef<'_>,
+        endpoint: &EndpointId,
         ordered: bool,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>> {
-        let (lane_sql, index, value) = match lane {
-            LaneRef::Endpoint(id) => (
-                "d.endpoint_id = ?1",
-                if ordered {
-                    "deliveries_endpoint_open"
-                } else {
-                    "deliveries_due"
-                },
-                id.to_string(),
-            ),
-            LaneRef::Origin(origin) => (
-                "d.endpoint_id IS NULL AND d.target_origin = ?1",
-                "deliveries_origin_due",
-                origin.to_string(),
-            ),
-        };
-        let order = if ordered {
-            "d.seq"
+        let (node, endpoint) = (node.to_string(), endpoint.to_string());
+        let key = self.key.clone();
+        let (index, order) = if ordered {
+            ("deliveries_endpoint_open", "d.seq")
         } else {
-            "d.next_attempt_at, d.seq"
+            ("deliveries_due", "d.next_attempt_at, d.seq")
         };
-        let (node, key) = (node.to_string(), self.key.clone());
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY {index} \
-                 WHERE {lane_sql} AND d.status IN {OPEN} AND d.lease_owner = ?2 \
+                 WHERE d.endpoint_id = ?1 AND d.status IN {OPEN} AND d.lease_owner = ?2 \
                  ORDER BY {order} LIMIT ?3"
             ))?;
             let rows = stmt
-                .query_map(params![value, node, limit], |r| rows::delivery(r, &key))?
+                .query_map(params![endpoint, node, limit], |r| rows::delivery(r, &key))?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
