@@ -245,9 +245,45 @@ pub trait WorkStore: Send + Sync + 'static {
     }
 }
 
-/// The condition of a message listing filtered by delivery status (one parameter).
+/// Whether the message list walks the deliveries' `(tenant_id, status, message_id)`
+/// index: filtered by a delivery status alone. With an event type as well, the
+/// messages' `(tenant_id, event_type, id)` index leads and the status is checked
+/// per message (`MESSAGE_HAS_STATUS`).
+pub(crate) fn message_list_by_status(filter: &MessageFilter) -> bool {
+    filter.status.is_some() && filter.event_type.is_none()
+}
+
+/// A message with a delivery in a status (one parameter).
 pub(crate) const MESSAGE_HAS_STATUS: &str =
-    "EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = messages.id AND d.status = ?)";
+    "EXISTS (SELECT 1 FROM deliveries s WHERE s.message_id = messages.id AND s.status = ?)";
+
+/// How the message list names its columns: `(tenant, id, message prefix)`, walking
+/// the deliveries (`d`, joined to the messages as `m`) or the messages.
+pub(crate) fn message_list_names(by_status: bool) -> (&'static str, &'static str, &'static str) {
+    if by_status {
+        ("d.tenant_id", "d.message_id", "m.")
+    } else {
+        ("tenant_id", "id", "")
+    }
+}
+
+/// The message list's query around its conditions, newest first.
+pub(crate) fn message_list_sql(
+    columns: &str,
+    conditions: &str,
+    limit: i64,
+    by_status: bool,
+) -> String {
+    if by_status {
+        format!(
+            "SELECT {columns} FROM messages WHERE id IN (SELECT d.message_id FROM deliveries d \
+             JOIN messages m ON m.id = d.message_id WHERE {conditions} \
+             GROUP BY d.message_id ORDER BY d.message_id DESC LIMIT {limit}) ORDER BY id DESC"
+        )
+    } else {
+        format!("SELECT {columns} FROM messages WHERE {conditions} ORDER BY id DESC LIMIT {limit}")
+    }
+}
 
 /// Convenient imports for callers of the store.
 pub mod prelude {

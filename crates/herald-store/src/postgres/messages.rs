@@ -49,18 +49,29 @@ impl MessageStore for PgStore {
         filter: MessageFilter,
         page: PageRequest,
     ) -> StoreResult<Page<StoredMessage>> {
+        let by_status = crate::message_list_by_status(&filter);
+        let (t, id, m) = crate::message_list_names(by_status);
+        let status_clause = if by_status {
+            "d.status = ?"
+        } else {
+            crate::MESSAGE_HAS_STATUS
+        };
         let mut c = Conditions::default();
-        c.text("tenant_id = ?", Some(tenant.as_str()))
-            .text("event_type = ?", filter.event_type)
-            .text("id >= ?", filter.since.map(|at| cutoff_id("msg_", at)))
-            .int("created_at >= ?", filter.since)
-            .int("created_at < ?", filter.until)
-            .text(crate::MESSAGE_HAS_STATUS, filter.status.map(|s| s.as_str()))
-            .text("id < ?", page.cursor.clone());
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE {} ORDER BY id DESC LIMIT {}",
-            c.sql(),
-            crate::page_limit(&page)
+        c.text(&format!("{t} = ?"), Some(tenant.as_str()))
+            .text(status_clause, filter.status.map(|s| s.as_str()))
+            .text(&format!("{m}event_type = ?"), filter.event_type)
+            .text(
+                &format!("{id} >= ?"),
+                filter.since.map(|at| cutoff_id("msg_", at)),
+            )
+            .int(&format!("{m}created_at >= ?"), filter.since)
+            .int(&format!("{m}created_at < ?"), filter.until)
+            .text(&format!("{id} < ?"), page.cursor.clone());
+        let sql = crate::message_list_sql(
+            MESSAGE_COLUMNS,
+            &c.sql(),
+            crate::page_limit(&page),
+            by_status,
         );
         let found = c.query(&sql).fetch_all(&self.pool).await.map_err(pg)?;
         let found = found

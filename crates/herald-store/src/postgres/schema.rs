@@ -114,6 +114,12 @@ CREATE INDEX deliveries_due ON deliveries (endpoint_id, next_attempt_at, seq)
     WHERE status IN ('pending', 'delivering');
 CREATE INDEX deliveries_dead ON deliveries (endpoint_id) WHERE status = 'dead';
 "#,
+    // The message list filtered by event type, or by the status of a delivery, walks
+    // an index of exactly what it shows, newest first.
+    r#"
+CREATE INDEX messages_event_type ON messages (tenant_id, event_type, id);
+CREATE INDEX deliveries_tenant_message ON deliveries (tenant_id, status, message_id);
+"#,
 ];
 
 /// Advisory lock keys herald uses.

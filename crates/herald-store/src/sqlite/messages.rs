@@ -114,21 +114,29 @@ impl MessageStore for SqliteStore {
     ) -> StoreResult<Page<StoredMessage>> {
         let tenant = tenant.to_string();
         self.read(move |conn| {
+            let by_status = crate::message_list_by_status(&filter);
+            let (t, id, m) = crate::message_list_names(by_status);
+            let status_clause = if by_status {
+                "d.status = ?"
+            } else {
+                crate::MESSAGE_HAS_STATUS
+            };
             let mut c = Conditions::default();
-            c.add("tenant_id = ?", tenant)
-                .add_opt("event_type = ?", filter.event_type)
-                .add_opt("id >= ?", filter.since.map(|at| cutoff_id("msg_", at)))
-                .add_opt("created_at >= ?", filter.since)
-                .add_opt("created_at < ?", filter.until)
+            c.add(&format!("{t} = ?"), tenant)
+                .add_opt(status_clause, filter.status.map(|s| s.as_str().to_string()))
+                .add_opt(&format!("{m}event_type = ?"), filter.event_type)
                 .add_opt(
-                    crate::MESSAGE_HAS_STATUS,
-                    filter.status.map(|s| s.as_str().to_string()),
+                    &format!("{id} >= ?"),
+                    filter.since.map(|at| cutoff_id("msg_", at)),
                 )
-                .add_opt("id < ?", page.cursor.clone());
-            let sql = format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE {} ORDER BY id DESC LIMIT {}",
-                c.sql(),
-                crate::page_limit(&page)
+                .add_opt(&format!("{m}created_at >= ?"), filter.since)
+                .add_opt(&format!("{m}created_at < ?"), filter.until)
+                .add_opt(&format!("{id} < ?"), page.cursor.clone());
+            let sql = crate::message_list_sql(
+                MESSAGE_COLUMNS,
+                &c.sql(),
+                crate::page_limit(&page),
+                by_status,
             );
             let found = conn
                 .prepare_cached(&sql)?

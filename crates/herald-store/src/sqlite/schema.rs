@@ -110,6 +110,12 @@ CREATE INDEX deliveries_due ON deliveries (endpoint_id, next_attempt_at)
 CREATE INDEX deliveries_endpoint_open ON deliveries (endpoint_id)
     WHERE status IN ('pending', 'delivering');
 "#,
+    // The message list filtered by event type, or by the status of a delivery, walks
+    // an index of exactly what it shows, newest first.
+    r#"
+CREATE INDEX messages_event_type ON messages (tenant_id, event_type, id);
+CREATE INDEX deliveries_tenant_message ON deliveries (tenant_id, status, message_id);
+"#,
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -282,12 +282,14 @@ pub async fn endpoint_health_and_throughput_come_from_the_tries(store: Arc<dyn S
         "both tries fell in the second starting at 2 s"
     );
 
-    let by_status = |status| {
+    let by_status = |status, event_type: Option<&str>| {
         let store = store.clone();
         let acme = acme.clone();
+        let event_type = event_type.map(String::from);
         async move {
             let filter = MessageFilter {
                 status: Some(status),
+                event_type,
                 ..Default::default()
             };
             let page = PageRequest {
@@ -299,11 +301,19 @@ pub async fn endpoint_health_and_throughput_come_from_the_tries(store: Arc<dyn S
         }
     };
     assert_eq!(
-        by_status(DeliveryStatus::Dead).await,
+        by_status(DeliveryStatus::Dead, None).await,
         vec![failed.message_id.clone()]
     );
     assert_eq!(
-        by_status(DeliveryStatus::Pending).await,
+        by_status(DeliveryStatus::Pending, None).await,
         vec![waiting.message_id.clone()]
     );
+    assert_eq!(
+        by_status(DeliveryStatus::Dead, Some("user.created")).await,
+        vec![failed.message_id.clone()],
+        "status and event type together"
+    );
+    assert!(by_status(DeliveryStatus::Dead, Some("other.type"))
+        .await
+        .is_empty());
 }
