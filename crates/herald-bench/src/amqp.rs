@@ -72,7 +72,8 @@ pub(crate) async fn ingest(
 }
 
 /// When herald has committed and acknowledged `messages` broker messages, read
-/// from its `herald_amqp_messages_total{outcome="accepted"}` every 20 ms.
+/// from its `herald_amqp_messages_total{outcome="accepted"}` every 250 ms (a
+/// scrape counts the open deliveries: more often would slow herald down).
 pub(crate) fn acked(
     herald: &crate::process::Herald,
     messages: usize,
@@ -90,7 +91,7 @@ pub(crate) fn acked(
                 Instant::now() < deadline,
                 "only {accepted} of {messages} acked"
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     })
 }

@@ -118,6 +118,14 @@ pub fn may_connect(ip: IpAddr, allow: &[Cidr]) -> bool {
 
 /// The IP literal a URL's host is, if it is one (in any notation the URL parser
 /// understands: `127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`, ...).
+/// The origin (`scheme://host[:port]`) of a URL: what ad-hoc callbacks are paced
+/// and queued by. A URL that does not parse is its own origin.
+pub fn origin(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| url.to_string())
+}
+
 pub fn literal_ip(url: &str) -> Option<IpAddr> {
     match url::Url::parse(url).ok()?.host()? {
         url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),

@@ -214,17 +214,18 @@ pub trait WorkStore: Send + Sync + 'static {
         stale_before: Millis,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>>;
-    /// The first `limit` open deliveries of one endpoint that `node` owns, in the
-    /// order it sends them: by due time, or by commit order (`seq`) when the
-    /// endpoint is `ordered`. The scheduler pages an endpoint's backlog in through
-    /// this, so a backlog costs disk, not memory.
+    /// The first `limit` open deliveries of one lane (an endpoint, or the ad-hoc
+    /// callbacks to one origin) that `node` owns, in the order it sends them: by
+    /// due time, or by commit order (`seq`) when the lane is `ordered`. The
+    /// scheduler pages a lane's backlog in through this, so a backlog costs disk,
+    /// not memory; each comes with its message, ready to send.
     async fn owned_deliveries(
         &self,
         node: &NodeId,
-        endpoint: &EndpointId,
+        lane: LaneRef<'_>,
         ordered: bool,
         limit: u32,
-    ) -> StoreResult<Vec<Delivery>>;
+    ) -> StoreResult<Vec<(Delivery, StoredMessage)>>;
     /// Claims a delivery for one try: `delivering`, leased until `lease_until`.
     /// `ordered` is the endpoint when it delivers in order: the claim then waits
     /// while an earlier delivery of that endpoint is open.
@@ -256,6 +257,10 @@ pub(crate) fn message_list_by_status(filter: &MessageFilter) -> bool {
 /// A message with a delivery in a status (one parameter).
 pub(crate) const MESSAGE_HAS_STATUS: &str =
     "EXISTS (SELECT 1 FROM deliveries s WHERE s.message_id = messages.id AND s.status = ?)";
+
+/// A message's columns when joined as `m` after a delivery's, for `message_at`.
+pub(crate) const JOINED_MESSAGE_COLUMNS: &str =
+    "m.id, m.tenant_id, m.event_type, m.payload, m.headers, m.context, m.idempotency_key, m.created_at";
 
 /// How the message list names its columns: `(tenant, id, message prefix)`, walking
 /// the deliveries (`d`, joined to the messages as `m`) or the messages.

@@ -300,6 +300,14 @@ pub struct AttemptStats {
     pub max_ms: u64,
 }
 
+/// A scheduler lane, as the store finds its deliveries.
+#[derive(Clone, Copy, Debug)]
+pub enum LaneRef<'a> {
+    Endpoint(&'a EndpointId),
+    /// The ad-hoc callbacks to one origin (`herald_core::network::origin`).
+    Origin(&'a str),
+}
+
 /// One endpoint's health: its tries in a window, and its deliveries now.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EndpointStats {

@@ -1,5 +1,5 @@
-//! One lane: the deliveries of one endpoint (or of one ad-hoc origin) that this
-//! process holds in memory, with what decides when the next may go: in-flight
+//! One lane: the deliveries of one endpoint (or of one ad-hoc callback origin) that
+//! this process holds in memory, with what decides when the next may go: in-flight
 //! limit, order, circuit breaker, rate limit. A lane holds at most a window of its
 //! deliveries; the rest of a backlog stays in the store and is paged in as the
 //! window drains.
@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use herald_core::endpoint::{DeliveryMode, Endpoint};
 use herald_core::{DeliveryId, EndpointId};
-use herald_store::Millis;
+use herald_store::{LaneRef, Millis};
 
 use super::Job;
 use crate::breaker::{Breaker, TokenBucket};
@@ -20,15 +20,21 @@ pub(crate) enum LaneKey {
     Origin(String),
 }
 
+impl LaneKey {
+    /// The lane as the store finds its deliveries.
+    pub(crate) fn as_ref(&self) -> LaneRef<'_> {
+        match self {
+            LaneKey::Endpoint(id) => LaneRef::Endpoint(id),
+            LaneKey::Origin(origin) => LaneRef::Origin(origin),
+        }
+    }
+}
+
 impl Job {
     pub(crate) fn lane(&self) -> LaneKey {
         match (&self.endpoint_id, &self.target) {
             (Some(id), _) => LaneKey::Endpoint(id.clone()),
-            (None, Some(t)) => LaneKey::Origin(
-                url::Url::parse(&t.url)
-                    .map(|u| u.origin().ascii_serialization())
-                    .unwrap_or_else(|_| t.url.clone()),
-            ),
+            (None, Some(t)) => LaneKey::Origin(herald_core::network::origin(&t.url)),
             (None, None) => LaneKey::Origin(String::new()),
         }
     }
@@ -107,8 +113,12 @@ impl Lane {
         self.endpoint.as_ref().is_some_and(|e| !e.active)
     }
 
+    /// Nothing held, in flight, waiting in the store or held back by the breaker.
     pub fn is_idle(&self) -> bool {
-        self.held == 0 && self.in_flight == 0 && !self.breaker.is_open()
+        self.held == 0
+            && self.in_flight == 0
+            && !self.breaker.is_open()
+            && matches!(self.backlog, Backlog::None)
     }
 
     /// Holds a job. Returns the time to wake the lane at when the job is the

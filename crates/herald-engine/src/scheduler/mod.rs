@@ -8,10 +8,10 @@
 //! ordering, circuit breaker and rate limit, and a lane that may not send simply
 //! waits without spending its deliveries' attempts.
 //!
-//! Memory holds at most a window of each endpoint's deliveries: past it, a delivery
-//! is left to the store (where it is already committed, owned by this process), and
-//! the lane pages the backlog back in, by due time, as its window drains. A million
-//! deliveries waiting for a dead endpoint cost disk, not memory.
+//! Memory holds at most a window of each lane's deliveries: past it, a delivery is
+//! left to the store (where it is already committed, owned by this process), and the
+//! lane pages the backlog back in, by due time, as its window drains. A million
+//! deliveries waiting for a dead endpoint or origin cost disk, not memory.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -117,9 +117,9 @@ pub(crate) enum Command {
     Close(Vec<DeliveryId>),
     /// An endpoint's new settings; `None` when it was deleted.
     EndpointChanged(EndpointId, Option<Arc<Endpoint>>),
-    /// A page of an endpoint's backlog read from the store (`None`: the read failed).
+    /// A page of a lane's backlog read from the store (`None`: the read failed).
     Paged {
-        endpoint: EndpointId,
+        lane: LaneKey,
         jobs: Option<Vec<Job>>,
         /// Fewer rows than asked for came: the store holds no more than these.
         last: bool,
@@ -134,7 +134,8 @@ pub struct SchedulerConfig {
     pub max_concurrent_requests: usize,
     /// In-flight limit of one ad-hoc origin's lane.
     pub adhoc_max_in_flight: u32,
-    /// Deliveries of one endpoint held in memory; the rest wait in the store.
+    /// Deliveries of one lane (endpoint, or ad-hoc origin) held in memory; the
+    /// rest wait in the store.
     pub lane_window: usize,
 }
 
@@ -294,11 +295,7 @@ impl Scheduler {
                 }
                 self.mark_runnable(&key);
             }
-            Command::Paged {
-                endpoint,
-                jobs,
-                last,
-            } => self.paged(LaneKey::Endpoint(endpoint), jobs, last, now),
+            Command::Paged { lane, jobs, last } => self.paged(lane, jobs, last, now),
         }
     }
 
@@ -310,7 +307,7 @@ impl Scheduler {
             .lanes
             .entry(key.clone())
             .or_insert_with(|| Lane::new(endpoint, now));
-        if matches!(key, LaneKey::Endpoint(_)) && lane.overflows(self.config.lane_window) {
+        if lane.overflows(self.config.lane_window) {
             // Memory keeps what goes first: a delivery that goes before the last one
             // held takes its place, and that one waits in the store instead.
             let Some(evicted) = lane.give_way(&job) else {
@@ -438,9 +435,6 @@ impl Scheduler {
 
     /// Reads the next page of a lane's backlog when its window has drained to half.
     fn page_in(&mut self, key: &LaneKey) {
-        let LaneKey::Endpoint(endpoint) = key else {
-            return;
-        };
         let Some(lane) = self.lanes.get_mut(key) else {
             return;
         };
@@ -463,32 +457,27 @@ impl Scheduler {
         // The held and in-flight ones come back too (they are skipped): ask for
         // enough to fill the window past them.
         let limit = (window + held + in_flight as usize) as u32;
-        let (ctx, replies, endpoint) =
-            (self.worker.clone(), self.replies.clone(), endpoint.clone());
+        let (ctx, replies, lane) = (self.worker.clone(), self.replies.clone(), key.clone());
         tokio::spawn(async move {
             let read = ctx
                 .store
-                .owned_deliveries(&ctx.node, &endpoint, ordered, limit)
+                .owned_deliveries(&ctx.node, lane.as_ref(), ordered, limit)
                 .await;
             let (jobs, last) = match read {
-                Ok(rows) => (
-                    Some(
-                        rows.iter()
-                            .map(|d| Job::from_delivery(d, None))
-                            .collect::<Vec<_>>(),
-                    ),
-                    rows.len() < limit as usize,
-                ),
+                Ok(rows) => {
+                    let last = rows.len() < limit as usize;
+                    let jobs = rows
+                        .into_iter()
+                        .map(|(d, m)| Job::from_delivery(&d, Some(Arc::new(m))))
+                        .collect::<Vec<_>>();
+                    (Some(jobs), last)
+                }
                 Err(e) => {
-                    tracing::warn!(endpoint_id = %endpoint, error = %e, "cannot read an endpoint's backlog; trying again");
+                    tracing::warn!(lane = ?lane, error = %e, "cannot read a lane's backlog; trying again");
                     (None, false)
                 }
             };
-            let _ = replies.send(Command::Paged {
-                endpoint,
-                jobs,
-                last,
-            });
+            let _ = replies.send(Command::Paged { lane, jobs, last });
         });
     }
 

@@ -83,15 +83,20 @@ pub(crate) fn dead_letter(row: &PgRow, key: &MasterKey) -> StoreResult<DeadLette
 }
 
 pub(crate) fn message(row: &PgRow) -> StoreResult<StoredMessage> {
+    message_at(row, 0)
+}
+
+/// A message whose `MESSAGE_COLUMNS` start at column `first` (after a delivery's).
+pub(crate) fn message_at(row: &PgRow, first: usize) -> StoreResult<StoredMessage> {
     Ok(StoredMessage {
-        id: MessageId::from_stored(get(row, 0)?),
-        tenant_id: TenantId::from_stored(get(row, 1)?),
-        event_type: get(row, 2)?,
-        payload: get(row, 3)?,
-        headers: opt_json(get(row, 4)?)?.unwrap_or_default(),
-        context: opt_json(get(row, 5)?)?,
-        idempotency_key: get(row, 6)?,
-        created_at: get(row, 7)?,
+        id: MessageId::from_stored(get(row, first)?),
+        tenant_id: TenantId::from_stored(get(row, first + 1)?),
+        event_type: get(row, first + 2)?,
+        payload: get(row, first + 3)?,
+        headers: opt_json(get(row, first + 4)?)?.unwrap_or_default(),
+        context: opt_json(get(row, first + 5)?)?,
+        idempotency_key: get(row, first + 6)?,
+        created_at: get(row, first + 7)?,
     })
 }
 

@@ -120,7 +120,17 @@ CREATE INDEX deliveries_dead ON deliveries (endpoint_id) WHERE status = 'dead';
 CREATE INDEX messages_event_type ON messages (tenant_id, event_type, id);
 CREATE INDEX deliveries_tenant_message ON deliveries (tenant_id, status, message_id);
 "#,
+    // The open ad-hoc callbacks to one origin by due time, for paging their
+    // backlog the same way (`ORIGINS` fills the column for rows already there).
+    r#"
+ALTER TABLE deliveries ADD COLUMN target_origin TEXT;
+CREATE INDEX deliveries_origin_due ON deliveries (target_origin, next_attempt_at, seq)
+    WHERE status IN ('pending', 'delivering') AND endpoint_id IS NULL;
+"#,
 ];
+
+/// The migration that adds `target_origin`, counted from 1.
+const ORIGINS: usize = 7;
 
 /// Advisory lock keys herald uses.
 pub(crate) const MIGRATION_LOCK: i64 = 0x6865_7261_6c64_0001;
@@ -148,6 +158,9 @@ pub(crate) async fn migrate(pool: &PgPool) -> StoreResult<()> {
         for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             sqlx::query(statement).execute(&mut *tx).await.map_err(pg)?;
         }
+        if i + 1 == ORIGINS {
+            fill_origins(&mut tx).await?;
+        }
         sqlx::query("INSERT INTO herald_migrations (version) VALUES ($1)")
             .bind(i as i32 + 1)
             .execute(&mut *tx)
@@ -155,5 +168,30 @@ pub(crate) async fn migrate(pool: &PgPool) -> StoreResult<()> {
             .map_err(pg)?;
     }
     tx.commit().await.map_err(pg)?;
+    Ok(())
+}
+
+/// Sets `target_origin` on the open ad-hoc deliveries made before it existed.
+async fn fill_origins(tx: &mut sqlx::PgConnection) -> StoreResult<()> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT seq, target_url FROM deliveries WHERE endpoint_id IS NULL \
+         AND status IN ('pending', 'delivering') AND target_url IS NOT NULL",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(pg)?;
+    let (seqs, origins): (Vec<i64>, Vec<String>) = rows
+        .into_iter()
+        .map(|(seq, url)| (seq, herald_core::network::origin(&url)))
+        .unzip();
+    sqlx::query(
+        "UPDATE deliveries d SET target_origin = v.origin \
+         FROM UNNEST($1::int8[], $2::text[]) AS v(seq, origin) WHERE d.seq = v.seq",
+    )
+    .bind(&seqs)
+    .bind(&origins)
+    .execute(&mut *tx)
+    .await
+    .map_err(pg)?;
     Ok(())
 }

@@ -8,6 +8,7 @@ use herald_core::{DeliveryId, EndpointId};
 use super::rows::{self, DELIVERY_COLUMNS};
 use super::{ids, load_endpoint, pg, save_endpoint, PgStore, OPEN};
 use crate::crypto::MasterKey;
+use crate::JOINED_MESSAGE_COLUMNS;
 use crate::*;
 
 /// Nodes silent this long, with nothing open, are forgotten.
@@ -72,27 +73,35 @@ impl WorkStore for PgStore {
     async fn owned_deliveries(
         &self,
         node: &NodeId,
-        endpoint: &EndpointId,
+        lane: LaneRef<'_>,
         ordered: bool,
         limit: u32,
-    ) -> StoreResult<Vec<Delivery>> {
+    ) -> StoreResult<Vec<(Delivery, StoredMessage)>> {
+        let (lane_sql, value) = match lane {
+            LaneRef::Endpoint(id) => ("d.endpoint_id = $1", id.as_str()),
+            LaneRef::Origin(origin) => ("d.endpoint_id IS NULL AND d.target_origin = $1", origin),
+        };
         let order = if ordered {
             "d.seq"
         } else {
             "d.next_attempt_at, d.seq"
         };
         let rows = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries d \
-             WHERE d.endpoint_id = $1 AND d.status IN {OPEN} AND d.lease_owner = $2 \
+            "SELECT {DELIVERY_COLUMNS}, {JOINED_MESSAGE_COLUMNS} FROM deliveries d \
+             JOIN messages m ON m.id = d.message_id \
+             WHERE {lane_sql} AND d.status IN {OPEN} AND d.lease_owner = $2 \
              ORDER BY {order} LIMIT $3"
         ))
-        .bind(endpoint.as_str())
+        .bind(value)
         .bind(node.as_str())
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(pg)?;
-        rows.iter().map(|r| rows::delivery(r, &self.key)).collect()
+        let first = DELIVERY_COLUMNS.split(',').count();
+        rows.iter()
+            .map(|r| Ok((rows::delivery(r, &self.key)?, rows::message_at(r, first)?)))
+            .collect()
     }
 
     async fn claim(

@@ -19,8 +19,8 @@ fn insert_delivery(
 ) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO deliveries (id, message_id, tenant_id, endpoint_id, target, status, attempts, \
-         attempt_base, next_attempt_at, lease_owner, lease_until, target_url, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?13, ?11, ?11)",
+         attempt_base, next_attempt_at, lease_owner, lease_until, target_url, target_origin, created_at, \
+         updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?13, ?14, ?11, ?11)",
     )?
     .execute(params![
         d.id.as_str(),
@@ -36,6 +36,7 @@ fn insert_delivery(
         now,
         d.claimed_until,
         d.target.as_ref().map(|t| t.url.as_str()),
+        d.target.as_ref().map(|t| herald_core::network::origin(&t.url)),
     ])?;
     d.seq = conn.last_insert_rowid();
     Ok(())

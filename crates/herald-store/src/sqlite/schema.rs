@@ -116,15 +116,50 @@ CREATE INDEX deliveries_endpoint_open ON deliveries (endpoint_id)
 CREATE INDEX messages_event_type ON messages (tenant_id, event_type, id);
 CREATE INDEX deliveries_tenant_message ON deliveries (tenant_id, status, message_id);
 "#,
+    // The open ad-hoc callbacks to one origin by due time, for paging their
+    // backlog the same way (`ORIGINS` fills the column for rows already there).
+    r#"
+ALTER TABLE deliveries ADD COLUMN target_origin TEXT;
+CREATE INDEX deliveries_origin_due ON deliveries (target_origin, next_attempt_at)
+    WHERE status IN ('pending', 'delivering') AND endpoint_id IS NULL;
+"#,
 ];
+
+/// The migration that adds `target_origin`, counted from 1.
+const ORIGINS: usize = 7;
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
-            i + 1
-        ))?;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql};"))?;
+        let filled = if i + 1 == ORIGINS {
+            fill_origins(conn)
+        } else {
+            Ok(())
+        };
+        match filled {
+            Ok(()) => conn.execute_batch(&format!("PRAGMA user_version = {}; COMMIT;", i + 1))?,
+            Err(e) => {
+                conn.execute_batch("ROLLBACK")?;
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets `target_origin` on the open ad-hoc deliveries made before it existed.
+fn fill_origins(conn: &Connection) -> rusqlite::Result<()> {
+    let rows = conn
+        .prepare(
+            "SELECT seq, target_url FROM deliveries WHERE endpoint_id IS NULL \
+             AND status IN ('pending', 'delivering') AND target_url IS NOT NULL",
+        )?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut update = conn.prepare("UPDATE deliveries SET target_origin = ?2 WHERE seq = ?1")?;
+    for (seq, url) in rows {
+        update.execute(rusqlite::params![seq, herald_core::network::origin(&url)])?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use rusqlite::{params, Connection};
 use super::rows::{self, to_json, ATTEMPT_COLUMNS, DELIVERY_COLUMNS};
 use super::{delivery_ids, load_endpoint, save_endpoint, select_deliveries, SqliteStore, OPEN};
 use crate::crypto::MasterKey;
+use crate::JOINED_MESSAGE_COLUMNS;
 use crate::*;
 
 #[async_trait]
@@ -88,25 +89,44 @@ impl WorkStore for SqliteStore {
     async fn owned_deliveries(
         &self,
         node: &NodeId,
-        endpoint: &EndpointId,
+        lane: LaneRef<'_>,
         ordered: bool,
         limit: u32,
-    ) -> StoreResult<Vec<Delivery>> {
-        let (node, endpoint) = (node.to_string(), endpoint.to_string());
-        let key = self.key.clone();
-        let (index, order) = if ordered {
-            ("deliveries_endpoint_open", "d.seq")
-        } else {
-            ("deliveries_due", "d.next_attempt_at, d.seq")
+    ) -> StoreResult<Vec<(Delivery, StoredMessage)>> {
+        let (lane_sql, index, value) = match lane {
+            LaneRef::Endpoint(id) => (
+                "d.endpoint_id = ?1",
+                if ordered {
+                    "deliveries_endpoint_open"
+                } else {
+                    "deliveries_due"
+                },
+                id.to_string(),
+            ),
+            LaneRef::Origin(origin) => (
+                "d.endpoint_id IS NULL AND d.target_origin = ?1",
+                "deliveries_origin_due",
+                origin.to_string(),
+            ),
         };
+        let order = if ordered {
+            "d.seq"
+        } else {
+            "d.next_attempt_at, d.seq"
+        };
+        let (node, key) = (node.to_string(), self.key.clone());
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY {index} \
-                 WHERE d.endpoint_id = ?1 AND d.status IN {OPEN} AND d.lease_owner = ?2 \
+                "SELECT {DELIVERY_COLUMNS}, {JOINED_MESSAGE_COLUMNS} FROM deliveries d INDEXED BY {index} \
+                 JOIN messages m ON m.id = d.message_id \
+                 WHERE {lane_sql} AND d.status IN {OPEN} AND d.lease_owner = ?2 \
                  ORDER BY {order} LIMIT ?3"
             ))?;
+            let first = DELIVERY_COLUMNS.split(',').count();
             let rows = stmt
-                .query_map(params![endpoint, node, limit], |r| rows::delivery(r, &key))?
+                .query_map(params![value, node, limit], |r| {
+                    Ok((rows::delivery(r, &key)?, rows::message_at(r, first)?))
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })

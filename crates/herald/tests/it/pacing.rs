@@ -303,3 +303,49 @@ async fn new_deliveries_pass_a_window_full_of_waiting_retries() {
     assert!(later.iter().all(|n| (4..7).contains(n)));
 }
 }
+
+herald_test! {
+async fn an_ad_hoc_callback_backlog_is_paged_like_an_endpoints() {
+    const WINDOW: usize = 4;
+    let app = spawn_app_with(|c| {
+        c.lane_window = WINDOW;
+        c.adhoc_max_in_flight = 1;
+        c.circuit_breaker.failure_threshold = 1000;
+    })
+    .await;
+    let rx = Receiver::start().await;
+    rx.script("/adhoc", (0..5).map(|_| Reply::status(503)));
+    // Slower than the posts: a backlog builds past the window.
+    rx.default_reply("/adhoc", Reply::status(200).delay(Duration::from_millis(20)));
+    let metrics = app.engine.metrics().clone();
+    let mut ids = Vec::new();
+    let mut most = 0;
+    for n in 0..40 {
+        let (status, body) = app
+            .post(
+                "/api/v1/callbacks",
+                json!({"target_url": rx.url("/adhoc"), "hmac_secret": "k",
+                "payload": {"n": n}, "retry_policy": {"delays_seconds": [0.1, 0.1]}}),
+            )
+            .await;
+        assert_eq!(status, axum::http::StatusCode::ACCEPTED, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+        most = most.max(metrics.scheduler_held.get());
+    }
+    let got = rx.wait_for("/adhoc", 45).await;
+    for id in &ids {
+        app.settled("default", id, "succeeded").await;
+    }
+    let distinct: std::collections::HashSet<_> = got
+        .iter()
+        .filter_map(|r| r.header("x-event-id").map(String::from))
+        .collect();
+    assert_eq!(distinct.len(), 40);
+    assert_eq!(rx.requests("/adhoc").len(), 45, "nothing was sent twice");
+    assert!(
+        most <= (2 * WINDOW + 1) as i64,
+        "the scheduler held {most} callbacks, at most {} expected",
+        2 * WINDOW + 1
+    );
+}
+}

@@ -5,15 +5,16 @@
 use super::*;
 
 const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (id, message_id, tenant_id, endpoint_id, target, status, \
-     attempts, attempt_base, next_attempt_at, lease_owner, created_at, lease_until, target_url, updated_at) \
+     attempts, attempt_base, next_attempt_at, lease_owner, created_at, lease_until, target_url, target_origin, \
+     updated_at) \
      SELECT v.*, v.created_at FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-     $7::int4[], $8::int4[], $9::int8[], $10::text[], $11::int8[], $12::int8[], $13::text[]) \
+     $7::int4[], $8::int4[], $9::int8[], $10::text[], $11::int8[], $12::int8[], $13::text[], $14::text[]) \
      AS v(id, message_id, tenant_id, endpoint_id, target, status, attempts, attempt_base, next_attempt_at, lease_owner, \
-     created_at, lease_until, target_url) \
+     created_at, lease_until, target_url, target_origin) \
      RETURNING id, seq";
 
 /// Inserts the batch's messages as a CTE with parameters `$first` to `$first + 7`
-/// (in front of the deliveries' insert: from $14, after its thirteen).
+/// (in front of the deliveries' insert: from $15, after its fourteen).
 fn messages_cte(first: usize) -> String {
     let types = [
         "text", "text", "text", "text", "text", "text", "text", "int8",
@@ -101,7 +102,7 @@ async fn insert_owned(
     let due: Vec<Option<i64>> = deliveries.iter().map(|d| d.next_attempt_at).collect();
     let created: Vec<i64> = deliveries.iter().map(|d| d.created_at).collect();
     let with_messages = if messages_too.is_some() {
-        messages_cte(14)
+        messages_cte(15)
     } else {
         String::new()
     };
@@ -128,6 +129,16 @@ async fn insert_owned(
             deliveries
                 .iter()
                 .map(|d| d.target.as_ref().map(|t| t.url.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| {
+                    d.target
+                        .as_ref()
+                        .map(|t| herald_core::network::origin(&t.url))
+                })
                 .collect::<Vec<_>>(),
         );
     if let Some(msgs) = messages_too {

@@ -148,7 +148,7 @@ pub async fn owned_deliveries_page_in_send_order(store: Arc<dyn Store>) {
     let third = delivery(&store, &acme, Some(&ep.id), Some(&a)).await;
     let done = delivery(&store, &acme, Some(&ep.id), Some(&a)).await;
     delivery(&store, &acme, Some(&ep.id), Some(&b)).await;
-    delivery(&store, &acme, None, Some(&a)).await;
+    let callback = delivery(&store, &acme, None, Some(&a)).await;
     for d in [&first, &done] {
         assert!(matches!(
             store.claim(&d.id, &a, 9_000, None).await.unwrap(),
@@ -167,20 +167,48 @@ pub async fn owned_deliveries_page_in_send_order(store: Arc<dyn Store>) {
         .record_outcome(outcome(&done, 1, NextState::Succeeded, 2_000), &a)
         .await
         .unwrap();
-    let ids = |ds: Vec<Delivery>| ds.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    let ids = |ds: Vec<(Delivery, StoredMessage)>| {
+        for (d, m) in &ds {
+            assert_eq!(d.message_id, m.id, "each delivery comes with its message");
+        }
+        ds.into_iter().map(|(d, _)| d.id).collect::<Vec<_>>()
+    };
     assert_eq!(
-        ids(store.owned_deliveries(&a, &ep.id, false, 10).await.unwrap()),
+        ids(store
+            .owned_deliveries(&a, LaneRef::Endpoint(&ep.id), false, 10)
+            .await
+            .unwrap()),
         vec![second.id.clone(), third.id.clone(), first.id.clone()],
         "by due time, this node's open deliveries of this endpoint only"
     );
     assert_eq!(
-        ids(store.owned_deliveries(&a, &ep.id, true, 10).await.unwrap()),
+        ids(store
+            .owned_deliveries(&a, LaneRef::Endpoint(&ep.id), true, 10)
+            .await
+            .unwrap()),
         vec![first.id.clone(), second.id.clone(), third.id.clone()],
         "by commit order"
     );
     assert_eq!(
-        ids(store.owned_deliveries(&a, &ep.id, false, 1).await.unwrap()),
+        ids(store
+            .owned_deliveries(&a, LaneRef::Endpoint(&ep.id), false, 1)
+            .await
+            .unwrap()),
         vec![second.id.clone()],
         "limited"
     );
+    let origin = herald_core::network::origin(&callback.target.as_ref().unwrap().url);
+    assert_eq!(
+        ids(store
+            .owned_deliveries(&a, LaneRef::Origin(&origin), false, 10)
+            .await
+            .unwrap()),
+        vec![callback.id.clone()],
+        "the ad-hoc callbacks to one origin"
+    );
+    assert!(store
+        .owned_deliveries(&b, LaneRef::Origin(&origin), false, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
