@@ -1,6 +1,7 @@
 //! A headless Chromium for one test: its own chromedriver on a free port, its own
 //! empty profile, and screenshots into a directory.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,7 +26,10 @@ impl Browser {
         let chromium =
             std::env::var("HERALD_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let port = crate::helpers::free_port();
+        // Its own process group: the browsers it starts go with it when a failing
+        // test drops it without ending the session.
         let driver = Command::new(chromedriver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -206,16 +210,18 @@ impl Browser {
         .await;
     }
 
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let client = self.client.clone();
         let _ = client.close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // The whole process group this test started: chromedriver and its browsers.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
+        let _ = self.driver.wait();
     }
 }
