@@ -18,10 +18,9 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_core::delivery::AdHocTarget;
 use herald_core::endpoint::Endpoint;
-use herald_core::{DeliveryId, EndpointId, MessageId, TenantId};
-use herald_store::{Delivery, Millis, StoredMessage};
+use herald_core::{DeliveryId, EndpointId};
+use herald_store::Millis;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,86 +28,18 @@ use tokio_util::task::TaskTracker;
 use crate::breaker::{BreakerConfig, Permit, Signal, TokenBucket};
 use crate::worker::{self, WorkerCtx};
 
+mod job;
 mod lane;
+mod paging;
 
+pub(crate) use job::{Finished, Job};
 use lane::{Backlog, Lane, LaneKey};
 
 pub(crate) fn now_ms() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// One open delivery, as the scheduler holds it.
-#[derive(Clone, Debug)]
-pub(crate) struct Job {
-    pub delivery_id: DeliveryId,
-    pub message_id: MessageId,
-    pub tenant_id: TenantId,
-    pub endpoint_id: Option<EndpointId>,
-    pub target: Option<Arc<AdHocTarget>>,
-    pub seq: i64,
-    pub due: Millis,
-    pub attempts: u32,
-    pub attempt_base: u32,
-    /// The message, when it came with the commit; dropped while a retry waits.
-    pub message: Option<Arc<StoredMessage>>,
-    pub generation: u64,
-    /// Committed already claimed by this process: the next try needs no claim.
-    pub claimed: bool,
-}
-
-impl Job {
-    /// The job of a delivery read from the store.
-    pub(crate) fn from_delivery(d: &Delivery, message: Option<Arc<StoredMessage>>) -> Self {
-        Job {
-            delivery_id: d.id.clone(),
-            message_id: d.message_id.clone(),
-            tenant_id: d.tenant_id.clone(),
-            endpoint_id: d.endpoint_id.clone(),
-            target: d.target.clone().map(Arc::new),
-            seq: d.seq,
-            due: d.next_attempt_at.unwrap_or(0),
-            attempts: d.attempts,
-            attempt_base: d.attempt_base,
-            message,
-            generation: 0,
-            claimed: d.claimed_until.is_some(),
-        }
-    }
-}
-
-/// What happened to a job a worker took.
-pub(crate) struct Finished {
-    pub job: Job,
-    /// Send again at this time (a retry, or an attempt that could not be recorded).
-    pub again_at: Option<Millis>,
-    /// Deliveries closed along with this one (`disable_endpoint`).
-    pub also_closed: Vec<DeliveryId>,
-    /// The endpoint's new settings when the attempt changed them (`disable_endpoint`).
-    pub endpoint: Option<Arc<Endpoint>>,
-    pub signal: Signal,
-}
-
-impl Finished {
-    /// Nothing more to send for this job.
-    pub(crate) fn done(job: Job, signal: Signal) -> Self {
-        Self {
-            job,
-            again_at: None,
-            also_closed: Vec::new(),
-            endpoint: None,
-            signal,
-        }
-    }
-
-    /// Send the job again at `at`.
-    pub(crate) fn later(job: Job, at: Millis, signal: Signal) -> Self {
-        Self {
-            again_at: Some(at),
-            ..Self::done(job, signal)
-        }
-    }
-}
-
+/// What reaches the scheduler task: new work, finished work, and changes.
 pub(crate) enum Command {
     /// Newly committed (or replayed) deliveries, with their endpoint when they have one.
     Schedule(Vec<(Job, Option<Arc<Endpoint>>)>),
@@ -161,8 +92,6 @@ pub(crate) struct Scheduler {
 
 /// How long a paused scheduler sleeps when nothing is due.
 const IDLE: Duration = Duration::from_secs(3600);
-/// How long a lane waits before reading its backlog again after a failed read.
-const PAGE_RETRY_MS: Millis = 1000;
 
 impl Scheduler {
     pub fn new(
@@ -431,88 +360,6 @@ impl Scheduler {
             lane.circuit = state;
             self.worker.circuits.set(id, state);
         }
-    }
-
-    /// Reads the next page of a lane's backlog when its window has drained to half.
-    fn page_in(&mut self, key: &LaneKey) {
-        let Some(lane) = self.lanes.get_mut(key) else {
-            return;
-        };
-        let window = self.config.lane_window;
-        let (held, in_flight, ordered) = (lane.held, lane.in_flight, lane.is_ordered());
-        let Backlog::InStore {
-            fetching: fetching @ false,
-            missed,
-            finished,
-        } = &mut lane.backlog
-        else {
-            return;
-        };
-        if held > window / 2 {
-            return;
-        }
-        *fetching = true;
-        *missed = false;
-        finished.clear();
-        // The held and in-flight ones come back too (they are skipped): ask for
-        // enough to fill the window past them.
-        let limit = (window + held + in_flight as usize) as u32;
-        let (ctx, replies, lane) = (self.worker.clone(), self.replies.clone(), key.clone());
-        tokio::spawn(async move {
-            let read = ctx
-                .store
-                .owned_deliveries(&ctx.node, lane.as_ref(), ordered, limit)
-                .await;
-            let (jobs, last) = match read {
-                Ok(rows) => {
-                    let last = rows.len() < limit as usize;
-                    let jobs = rows
-                        .into_iter()
-                        .map(|(d, m)| Job::from_delivery(&d, Some(Arc::new(m))))
-                        .collect::<Vec<_>>();
-                    (Some(jobs), last)
-                }
-                Err(e) => {
-                    tracing::warn!(lane = ?lane, error = %e, "cannot read a lane's backlog; trying again");
-                    (None, false)
-                }
-            };
-            let _ = replies.send(Command::Paged { lane, jobs, last });
-        });
-    }
-
-    fn paged(&mut self, key: LaneKey, jobs: Option<Vec<Job>>, last: bool, now: Millis) {
-        let Some(lane) = self.lanes.get_mut(&key) else {
-            return;
-        };
-        let Backlog::InStore {
-            missed, finished, ..
-        } = std::mem::take(&mut lane.backlog)
-        else {
-            return;
-        };
-        let Some(jobs) = jobs else {
-            lane.backlog = Backlog::InStore {
-                fetching: false,
-                missed: true,
-                finished: Default::default(),
-            };
-            self.wakes.push(Reverse((now + PAGE_RETRY_MS, key)));
-            return;
-        };
-        if !last || missed {
-            lane.backlog = Backlog::InStore {
-                fetching: false,
-                missed: false,
-                finished: Default::default(),
-            };
-        }
-        for job in jobs {
-            if !self.known.contains_key(&job.delivery_id) && !finished.contains(&job.delivery_id) {
-                self.take(job, now);
-            }
-        }
-        self.mark_runnable(&key);
     }
 
     /// Sends what may be sent now, lane by lane.
