@@ -149,24 +149,12 @@ pub async fn owned_deliveries_page_in_send_order(store: Arc<dyn Store>) {
     let done = delivery(&store, &acme, Some(&ep.id), Some(&a)).await;
     delivery(&store, &acme, Some(&ep.id), Some(&b)).await;
     let callback = delivery(&store, &acme, None, Some(&a)).await;
-    for d in [&first, &done] {
-        assert!(matches!(
-            store.claim(&d.id, &a, 9_000, None).await.unwrap(),
-            Claim::Claimed(_)
-        ));
-    }
     let retry = NextState::Retry {
         at: 50_000,
         error: "HTTP 500".into(),
     };
-    store
-        .record_outcome(outcome(&first, 1, retry, 2_000), &a)
-        .await
-        .unwrap();
-    store
-        .record_outcome(outcome(&done, 1, NextState::Succeeded, 2_000), &a)
-        .await
-        .unwrap();
+    try_once(&store, &first, &a, 1, retry).await;
+    try_once(&store, &done, &a, 1, NextState::Succeeded).await;
     let ids = |ds: Vec<(Delivery, StoredMessage)>| {
         for (d, m) in &ds {
             assert_eq!(d.message_id, m.id, "each delivery comes with its message");
