@@ -150,7 +150,10 @@ impl MessageStore for PgStore {
     ) -> StoreResult<Page<Attempt>> {
         let mut c = Conditions::default();
         c.text("tenant_id = ?", Some(tenant.as_str()))
-            .text("message_id = ?", filter.message_id.map(|i| i.to_string()))
+            .text(
+                "delivery_id IN (SELECT id FROM deliveries WHERE message_id = ?)",
+                filter.message_id.map(|i| i.to_string()),
+            )
             .text("endpoint_id = ?", filter.endpoint_id.map(|i| i.to_string()))
             .text("delivery_id = ?", filter.delivery_id.map(|i| i.to_string()))
             .text("outcome = ?", filter.outcome)

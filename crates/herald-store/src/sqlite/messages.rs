@@ -212,9 +212,20 @@ impl MessageStore for SqliteStore {
     ) -> StoreResult<Page<Attempt>> {
         let tenant = tenant.to_string();
         self.read(move |conn| {
+            // A message's or a delivery's attempts are found by delivery; left to
+            // itself the planner walks all the tenant's attempts newest first.
+            let by_delivery = filter.message_id.is_some() || filter.delivery_id.is_some();
+            let index = if by_delivery {
+                "INDEXED BY attempts_delivery"
+            } else {
+                ""
+            };
             let mut c = Conditions::default();
             c.add("tenant_id = ?", tenant)
-                .add_opt("message_id = ?", filter.message_id.map(|i| i.to_string()))
+                .add_opt(
+                    "delivery_id IN (SELECT id FROM deliveries WHERE message_id = ?)",
+                    filter.message_id.map(|i| i.to_string()),
+                )
                 .add_opt("endpoint_id = ?", filter.endpoint_id.map(|i| i.to_string()))
                 .add_opt("delivery_id = ?", filter.delivery_id.map(|i| i.to_string()))
                 .add_opt("outcome = ?", filter.outcome)
@@ -222,7 +233,7 @@ impl MessageStore for SqliteStore {
                 .add_opt("created_at < ?", filter.until)
                 .add_opt("id < ?", page.cursor.clone());
             let sql = format!(
-                "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE {} ORDER BY id DESC LIMIT {}",
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts {index} WHERE {} ORDER BY id DESC LIMIT {}",
                 c.sql(),
                 crate::page_limit(&page)
             );

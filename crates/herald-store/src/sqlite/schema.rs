@@ -123,6 +123,20 @@ ALTER TABLE deliveries ADD COLUMN target_origin TEXT;
 CREATE INDEX deliveries_origin_due ON deliveries (target_origin, next_attempt_at)
     WHERE status IN ('pending', 'delivering') AND endpoint_id IS NULL;
 "#,
+    // Every index a delivery's insert and outcome touch costs pages in each group
+    // commit, so the hot path keeps only those its reads need: the open set is
+    // `deliveries_owner`'s, a tenant's or an endpoint's counts by status come from
+    // `deliveries_tenant_message` and `deliveries_endpoint_open`, and the dead
+    // (few, and never changing once dead) get small indexes of their own; a
+    // message's attempts are found through its deliveries.
+    r#"
+DROP INDEX deliveries_open;
+DROP INDEX deliveries_endpoint;
+DROP INDEX deliveries_tenant_status;
+CREATE INDEX deliveries_dead ON deliveries (tenant_id, id) WHERE status = 'dead';
+CREATE INDEX deliveries_dead_endpoint ON deliveries (endpoint_id) WHERE status = 'dead';
+DROP INDEX attempts_message;
+"#,
 ];
 
 /// The migration that adds `target_origin`, counted from 1.

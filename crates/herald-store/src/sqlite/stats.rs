@@ -123,8 +123,8 @@ impl StatsStore for SqliteStore {
                     .or_default()
                     .push((r.get(1)?, r.get::<_, i64>(2)? as u64));
             }
-            // Counted per endpoint on `deliveries_endpoint (endpoint_id, status)`:
-            // index ranges, however many deliveries the tenant has.
+            // Counted per endpoint on the partial indexes of open and of dead
+            // deliveries: index ranges, however many deliveries the tenant has.
             let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
             let ids = conn
                 .prepare_cached("SELECT id FROM endpoints WHERE tenant_id = ?1 AND deleted = 0")?

@@ -77,6 +77,38 @@ pub async fn attempts_are_listed_with_filters(store: Arc<dyn Store>) {
             .len(),
         1
     );
+    // A delivery's attempts, newest first, a page at a time.
+    let by_delivery = AttemptFilter {
+        delivery_id: Some(d.id.clone()),
+        ..Default::default()
+    };
+    let first = store
+        .list_attempts(
+            &acme,
+            by_delivery.clone(),
+            PageRequest {
+                limit: 1,
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        first.data.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        [2]
+    );
+    let rest = store
+        .list_attempts(
+            &acme,
+            by_delivery,
+            PageRequest {
+                limit: 1,
+                cursor: first.next_cursor.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.data.iter().map(|a| a.attempt).collect::<Vec<_>>(), [1]);
     let window = AttemptFilter {
         since: Some(2_002),
         until: Some(2_003),
