@@ -127,7 +127,12 @@ pub fn origin(url: &str) -> String {
 }
 
 pub fn literal_ip(url: &str) -> Option<IpAddr> {
-    match url::Url::parse(url).ok()?.host()? {
+    host_ip(&url::Url::parse(url).ok()?)
+}
+
+/// The address a parsed URL names literally, if its host is one.
+pub fn host_ip(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
         url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
         url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
         url::Host::Domain(_) => None,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use herald_core::network::{literal_ip, may_connect, Cidr};
+use herald_core::network::{host_ip, may_connect, Cidr};
 use std::time::Duration;
 
 use herald_core::outcome::TransportError;
@@ -26,7 +26,7 @@ pub(crate) struct Failure {
 
 pub(crate) struct Request<'a> {
     pub method: &'a str,
-    pub url: &'a str,
+    pub url: url::Url,
     pub headers: &'a [(String, String)],
     pub body: bytes::Bytes,
     pub connect_timeout: Duration,
@@ -101,7 +101,7 @@ impl HttpClients {
     /// Sends one request; the whole exchange, body included, is bounded by `timeout`.
     pub async fn send(&self, request: Request<'_>, body_limit: usize) -> Result<Answer, Failure> {
         // An IP literal is never resolved: check it here.
-        if let Some(ip) = literal_ip(request.url).filter(|ip| !may_connect(*ip, &self.allow)) {
+        if let Some(ip) = host_ip(&request.url).filter(|ip| !may_connect(*ip, &self.allow)) {
             return Err(Failure {
                 kind: TransportError::BlockedAddress,
                 message: format!("blocked address: {ip}"),

@@ -247,22 +247,21 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one HTTP try to `url`.
-    pub fn observe_try(&self, url: &str, success: bool, seconds: f64) {
+    /// Counts one HTTP try; `origin` is its URL's origin (scheme, host, port).
+    pub fn observe_try(&self, origin: &str, success: bool, seconds: f64) {
         let status = if success { "success" } else { "error" };
         self.callback_total
             .get_or_create(&StatusLabel {
                 status: status.into(),
             })
             .inc();
-        let origin = url::Url::parse(url)
-            .map(|u| u.origin().ascii_serialization())
-            .unwrap_or_else(|_| "other".into());
         let target = {
             let mut seen = self.targets.lock().unwrap_or_else(|e| e.into_inner());
-            if seen.contains(&origin) || seen.len() < MAX_TARGETS {
-                seen.insert(origin.clone());
-                origin
+            if seen.contains(origin) {
+                origin.to_string()
+            } else if seen.len() < MAX_TARGETS {
+                seen.insert(origin.to_string());
+                origin.to_string()
             } else {
                 "other".to_string()
             }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use herald_core::endpoint::DeliveryMode;
 use herald_core::endpoint::{Endpoint, OnExhausted};
-use herald_core::outcome::{classify, next_step, NextStep, TryResult, Verdict};
+use herald_core::outcome::{classify, next_step, NextStep, TransportError, TryResult, Verdict};
 use herald_core::retry::RetryPolicy;
 use herald_core::signing::SignInput;
 use herald_core::AttemptId;
@@ -18,7 +18,7 @@ use herald_store::{Attempt, Claim, NextState, NodeId, Outcome, OutcomeApplied};
 
 use crate::breaker::Signal;
 use crate::cache::Cache;
-use crate::http::{HttpClients, Request};
+use crate::http::{Failure, HttpClients, Request};
 use crate::scheduler::{now_ms, Finished, Job};
 use crate::EngineConfig;
 
@@ -124,6 +124,11 @@ pub(crate) async fn attempt(
             })?;
         Ok((body, signed))
     });
+    let url = url::Url::parse(plan.url);
+    let origin = url.as_ref().map_or_else(
+        |_| "other".to_string(),
+        |u| u.origin().ascii_serialization(),
+    );
     let started = Instant::now();
     let sent: Option<String>;
     let (result, answer_headers, answer_body, error_kind, error) = match prepared {
@@ -158,15 +163,24 @@ pub(crate) async fn attempt(
             if let Some(auth) = &plan.auth {
                 headers.push(auth.clone());
             }
-            let request = Request {
-                method: plan.method,
-                url: plan.url,
-                headers: &headers,
-                body,
-                connect_timeout: Duration::from_secs_f64(plan.connect_timeout),
-                timeout: Duration::from_secs_f64(plan.timeout),
+            let answered = match url {
+                Ok(url) => {
+                    let request = Request {
+                        method: plan.method,
+                        url,
+                        headers: &headers,
+                        body,
+                        connect_timeout: Duration::from_secs_f64(plan.connect_timeout),
+                        timeout: Duration::from_secs_f64(plan.timeout),
+                    };
+                    ctx.http.send(request, ctx.config.response_body_limit).await
+                }
+                Err(e) => Err(Failure {
+                    kind: TransportError::Request,
+                    message: format!("bad URL: {e}"),
+                }),
             };
-            match ctx.http.send(request, ctx.config.response_body_limit).await {
+            match answered {
                 Ok(answer) => {
                     let retry_after = header(&answer.headers, "retry-after");
                     let error = (!(200..300).contains(&answer.status))
@@ -198,7 +212,7 @@ pub(crate) async fn attempt(
     let answered_2xx =
         matches!(result, TryResult::Answered { status, .. } if (200..300).contains(&status));
     ctx.metrics
-        .observe_try(plan.url, answered_2xx, elapsed.as_secs_f64());
+        .observe_try(&origin, answered_2xx, elapsed.as_secs_f64());
     let verdict = classify(&result, now);
     let step = next_step(
         &verdict,
