@@ -9,8 +9,16 @@ use herald_store::{
     from_millis, Attempt, DeadLetter, Delivery, Millis, Page, StoredMessage, Tenant,
 };
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use utoipa::ToSchema;
+
+/// A payload as the store keeps it (compact JSON), answered as it is: no parse
+/// into a tree and back.
+fn stored_json(text: String) -> Box<RawValue> {
+    RawValue::from_string(text)
+        .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
+}
 
 pub fn time(ms: Millis) -> String {
     from_millis(ms).to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -170,7 +178,7 @@ pub struct MessageOut {
     pub tenant_id: String,
     pub event_type: String,
     #[schema(value_type = Object)]
-    pub payload: Value,
+    pub payload: Box<RawValue>,
     pub headers: std::collections::BTreeMap<String, String>,
     #[schema(value_type = Option<Object>)]
     pub context: Option<Value>,
@@ -187,7 +195,7 @@ impl MessageOut {
             id: m.id.to_string(),
             tenant_id: m.tenant_id.to_string(),
             event_type: m.event_type,
-            payload: serde_json::from_str(&m.payload).unwrap_or(Value::Null),
+            payload: stored_json(m.payload),
             headers: m.headers,
             context: m.context,
             idempotency_key: m.idempotency_key,
@@ -204,7 +212,7 @@ pub struct MessageSummary {
     pub id: String,
     pub event_type: String,
     #[schema(value_type = Object)]
-    pub payload: Value,
+    pub payload: Box<RawValue>,
     pub idempotency_key: Option<String>,
     pub created_at: String,
 }
@@ -214,7 +222,7 @@ impl From<StoredMessage> for MessageSummary {
         Self {
             id: m.id.to_string(),
             event_type: m.event_type,
-            payload: serde_json::from_str(&m.payload).unwrap_or(Value::Null),
+            payload: stored_json(m.payload),
             idempotency_key: m.idempotency_key,
             created_at: time(m.created_at),
         }

@@ -324,7 +324,9 @@ async fn message(
     render(&MessagePage {
         session: &session,
         tenant: &tid,
-        payload: serde_json::to_string_pretty(&message.payload).unwrap_or_default(),
+        payload: serde_json::from_str::<serde_json::Value>(message.payload.get())
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or_default(),
         message,
         attempts: attempts.data,
     })
