@@ -200,8 +200,13 @@ impl StatsStore for PgStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(pg)?;
-        for table in ["attempts", "deliveries"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE message_id = ANY($1)"))
+        // Attempts by delivery: there is no index of attempts by message.
+        for sql in [
+            "DELETE FROM attempts WHERE delivery_id IN \
+             (SELECT id FROM deliveries WHERE message_id = ANY($1))",
+            "DELETE FROM deliveries WHERE message_id = ANY($1)",
+        ] {
+            sqlx::query(sql)
                 .bind(&old)
                 .execute(&mut *tx)
                 .await

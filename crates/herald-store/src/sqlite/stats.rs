@@ -225,9 +225,14 @@ impl StatsStore for SqliteStore {
                     .collect::<Result<_, _>>()?;
                 let mut gone = 0;
                 for id in &old {
-                    for table in ["attempts", "deliveries"] {
-                        conn.execute(&format!("DELETE FROM {table} WHERE message_id = ?1"), [id])?;
-                    }
+                    // Attempts by delivery: there is no index of attempts by message.
+                    conn.prepare_cached(
+                        "DELETE FROM attempts WHERE delivery_id IN \
+                         (SELECT id FROM deliveries WHERE message_id = ?1)",
+                    )?
+                    .execute([id])?;
+                    conn.prepare_cached("DELETE FROM deliveries WHERE message_id = ?1")?
+                        .execute([id])?;
                     gone += conn.execute("DELETE FROM messages WHERE id = ?1", [id])? as u64;
                 }
                 Ok(Purged { messages: gone, attempts })
