@@ -171,6 +171,11 @@ pub struct Attempt {
     /// The first 4 KiB of the body sent.
     #[serde(default)]
     pub request_body: Option<String>,
+    /// The body sent was the message's payload, whole: the store keeps it once,
+    /// with the message, and reads it back from there (a write may leave
+    /// `request_body` empty then).
+    #[serde(default)]
+    pub request_body_is_payload: bool,
     pub duration_ms: u64,
     /// `success`, `retry` or `failed`.
     pub outcome: String,

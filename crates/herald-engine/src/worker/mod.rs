@@ -130,7 +130,7 @@ pub(crate) async fn attempt(
         |u| u.origin().ascii_serialization(),
     );
     let started = Instant::now();
-    let sent: Option<String>;
+    let (sent, sent_payload): (Option<String>, bool);
     let (result, answer_headers, answer_body, error_kind, error) = match prepared {
         Err((kind, reason)) => {
             let attempt = log_attempt(
@@ -157,8 +157,11 @@ pub(crate) async fn attempt(
             .await;
         }
         Ok((body, signature_headers)) => {
-            let limit = body.len().min(ctx.config.response_body_limit);
-            sent = Some(String::from_utf8_lossy(&body[..limit]).into_owned());
+            let limit = ctx.config.response_body_limit;
+            // The stored payload, whole, is kept once: with the message.
+            sent_payload = plan.template.is_none() && body.len() <= limit;
+            sent = (!sent_payload)
+                .then(|| String::from_utf8_lossy(&body[..body.len().min(limit)]).into_owned());
             headers.extend(signature_headers);
             if let Some(auth) = &plan.auth {
                 headers.push(auth.clone());
@@ -292,6 +295,7 @@ pub(crate) async fn attempt(
         error,
     );
     attempt.request_body = sent;
+    attempt.request_body_is_payload = sent_payload;
     record(&ctx, job, attempt, next, again_at, signal).await
 }
 
@@ -421,5 +425,6 @@ fn log_attempt(
         error,
         created_at: now_ms(),
         request_body: None,
+        request_body_is_payload: false,
     }
 }

@@ -16,9 +16,12 @@ pub(crate) const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.message_id, d.tenant_i
 pub(crate) const MESSAGE_COLUMNS: &str =
     "id, tenant_id, event_type, payload, headers, context, idempotency_key, created_at";
 
+/// An attempt as read: a body kept with the message is read from there.
 pub(crate) const ATTEMPT_COLUMNS: &str = "id, delivery_id, message_id, tenant_id, endpoint_id, \
     attempt, method, url, request_headers, response_status, response_headers, response_body, \
-    duration_ms, outcome, error_kind, error, created_at, request_body";
+    duration_ms, outcome, error_kind, error, created_at, \
+    CASE WHEN body_from_payload THEN (SELECT payload FROM messages WHERE messages.id = attempts.message_id) \
+    ELSE request_body END, body_from_payload";
 
 pub(crate) const TENANT_COLUMNS: &str = "id, name, retry_policy, created_at, updated_at";
 
@@ -120,6 +123,7 @@ pub(crate) fn attempt(row: &PgRow) -> StoreResult<Attempt> {
         error: get(row, 15)?,
         created_at: get(row, 16)?,
         request_body: get(row, 17)?,
+        request_body_is_payload: get(row, 18)?,
     })
 }
 

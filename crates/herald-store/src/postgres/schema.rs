@@ -136,6 +136,10 @@ DROP INDEX deliveries_tenant_status;
 CREATE INDEX deliveries_tenant_dead ON deliveries (tenant_id, id) WHERE status = 'dead';
 DROP INDEX attempts_message;
 "#,
+    // A body sent as the message's payload is kept once, with the message.
+    r#"
+ALTER TABLE attempts ADD COLUMN body_from_payload BOOLEAN NOT NULL DEFAULT false;
+"#,
 ];
 
 /// The migration that adds `target_origin`, counted from 1.

@@ -5,7 +5,7 @@ use herald_core::delivery::DeliveryStatus;
 use herald_core::{DeliveryId, MessageId, TenantId};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use super::rows::{self, to_json, Conditions, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, MESSAGE_COLUMNS};
+use super::rows::{self, to_json, Conditions, ATTEMPT_READ, DELIVERY_COLUMNS, MESSAGE_COLUMNS};
 use super::{delivery_ids, select_deliveries, SqliteStore, OPEN};
 use crate::crypto::MasterKey;
 use crate::*;
@@ -233,7 +233,7 @@ impl MessageStore for SqliteStore {
                 .add_opt("created_at < ?", filter.until)
                 .add_opt("id < ?", page.cursor.clone());
             let sql = format!(
-                "SELECT {ATTEMPT_COLUMNS} FROM attempts {index} WHERE {} ORDER BY id DESC LIMIT {}",
+                "SELECT {ATTEMPT_READ} FROM attempts {index} WHERE {} ORDER BY id DESC LIMIT {}",
                 c.sql(),
                 crate::page_limit(&page)
             );

@@ -19,7 +19,14 @@ pub(crate) const MESSAGE_COLUMNS: &str =
 
 pub(crate) const ATTEMPT_COLUMNS: &str = "id, delivery_id, message_id, tenant_id, endpoint_id, \
     attempt, method, url, request_headers, response_status, response_headers, response_body, \
-    duration_ms, outcome, error_kind, error, created_at, request_body";
+    duration_ms, outcome, error_kind, error, created_at, request_body, body_from_payload";
+
+/// [`ATTEMPT_COLUMNS`] as read: a body kept with the message is read from there.
+pub(crate) const ATTEMPT_READ: &str = "id, delivery_id, message_id, tenant_id, endpoint_id, \
+    attempt, method, url, request_headers, response_status, response_headers, response_body, \
+    duration_ms, outcome, error_kind, error, created_at, \
+    CASE WHEN body_from_payload THEN (SELECT payload FROM messages WHERE messages.id = attempts.message_id) \
+    ELSE request_body END, body_from_payload";
 
 fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
@@ -123,6 +130,7 @@ pub(crate) fn attempt(row: &Row<'_>) -> rusqlite::Result<Attempt> {
         error: get(row, 15)?,
         created_at: get(row, 16)?,
         request_body: get(row, 17)?,
+        request_body_is_payload: get(row, 18)?,
     })
 }
 

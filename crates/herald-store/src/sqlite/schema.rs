@@ -137,6 +137,10 @@ CREATE INDEX deliveries_dead ON deliveries (tenant_id, id) WHERE status = 'dead'
 CREATE INDEX deliveries_dead_endpoint ON deliveries (endpoint_id) WHERE status = 'dead';
 DROP INDEX attempts_message;
 "#,
+    // A body sent as the message's payload is kept once, with the message.
+    r#"
+ALTER TABLE attempts ADD COLUMN body_from_payload INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The migration that adds `target_origin`, counted from 1.

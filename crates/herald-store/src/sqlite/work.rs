@@ -186,7 +186,7 @@ impl WorkStore for SqliteStore {
 
 fn insert_attempt(conn: &Connection, a: &Attempt) -> StoreResult<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+        "INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
     ))?
     .execute(params![
         a.id.as_str(),
@@ -206,7 +206,8 @@ fn insert_attempt(conn: &Connection, a: &Attempt) -> StoreResult<()> {
         a.error_kind,
         a.error,
         a.created_at,
-        a.request_body
+        a.request_body.as_ref().filter(|_| !a.request_body_is_payload),
+        a.request_body_is_payload
     ])?;
     Ok(())
 }

@@ -126,6 +126,7 @@ pub fn attempt(d: &Delivery, number: u32, outcome: &str, at: Millis) -> Attempt 
         error: None,
         created_at: at,
         request_body: Some(r#"{"a":1}"#.into()),
+        request_body_is_payload: false,
     }
 }
 

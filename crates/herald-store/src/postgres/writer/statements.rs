@@ -409,10 +409,10 @@ pub(super) async fn outcomes(
     let applied: Vec<String> = sqlx::query_scalar(
         "WITH a AS (INSERT INTO attempts (id, delivery_id, message_id, tenant_id, endpoint_id, attempt, method, url, \
          request_headers, response_status, response_headers, response_body, duration_ms, outcome, error_kind, error, created_at, \
-         request_body) \
+         request_body, body_from_payload) \
          SELECT * FROM UNNEST($10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::int4[], $16::text[], \
          $17::text[], $18::text[], $19::int4[], $20::text[], $21::text[], $22::int8[], $23::text[], $24::text[], $25::text[], \
-         $26::int8[], $27::text[])) \
+         $26::int8[], $27::text[], $28::bool[])) \
          UPDATE deliveries d SET status = v.status, attempts = v.attempts, next_attempt_at = v.due, last_error = v.error, \
          dead_reason = v.reason, dead_at = v.dead_at, lease_until = NULL, updated_at = v.now \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::int8[], $6::text[], $7::text[], $8::int8[], $9::int8[]) \
@@ -445,7 +445,17 @@ pub(super) async fn outcomes(
     .bind(text(&|a| a.error_kind.clone()))
     .bind(text(&|a| a.error.clone()))
     .bind(attempts.iter().map(|a| a.created_at).collect::<Vec<_>>())
-    .bind(text(&|a| a.request_body.clone()))
+    .bind(text(&|a| {
+        a.request_body
+            .clone()
+            .filter(|_| !a.request_body_is_payload)
+    }))
+    .bind(
+        attempts
+            .iter()
+            .map(|a| a.request_body_is_payload)
+            .collect::<Vec<_>>(),
+    )
     .fetch_all(&mut *conn)
     .await
     .map_err(pg)?;

@@ -109,6 +109,36 @@ pub async fn attempts_are_listed_with_filters(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(rest.data.iter().map(|a| a.attempt).collect::<Vec<_>>(), [1]);
+    // A body sent as the message's payload is kept once, with the message, and read
+    // back from there.
+    let third = delivery(&store, &acme, Some(&ep.id), Some(&node)).await;
+    assert!(matches!(
+        store
+            .claim(&third.id, &node, 10_000_000, None)
+            .await
+            .unwrap(),
+        Claim::Claimed(_)
+    ));
+    let mut sent = outcome(&third, 1, NextState::Succeeded, 2_010);
+    sent.attempt.request_body = None;
+    sent.attempt.request_body_is_payload = true;
+    store.record_outcome(sent, &node).await.unwrap();
+    let by_third = AttemptFilter {
+        delivery_id: Some(third.id.clone()),
+        ..Default::default()
+    };
+    let read = store
+        .list_attempts(&acme, by_third, PageRequest::default())
+        .await
+        .unwrap();
+    let payload = store
+        .get_message(&third.message_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .payload;
+    assert_eq!(read.data[0].request_body.as_deref(), Some(payload.as_str()));
+    assert!(read.data[0].request_body_is_payload);
     let window = AttemptFilter {
         since: Some(2_002),
         until: Some(2_003),
