@@ -39,7 +39,7 @@ enum Op {
         ordered: Option<String>,
     },
     Outcome {
-        outcome: Outcome,
+        outcome: Box<Outcome>,
         node: String,
     },
 }
@@ -137,7 +137,13 @@ impl Writer {
         outcome: Outcome,
         node: String,
     ) -> StoreResult<OutcomeApplied> {
-        match self.submit(Op::Outcome { outcome, node }).await? {
+        match self
+            .submit(Op::Outcome {
+                outcome: Box::new(outcome),
+                node,
+            })
+            .await?
+        {
             Done::Outcome(o) => Ok(o),
             _ => unreachable!("an outcome answers an outcome"),
         }

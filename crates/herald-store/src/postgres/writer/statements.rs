@@ -361,7 +361,7 @@ pub(super) async fn outcomes(
         .iter()
         .enumerate()
         .filter_map(|(i, op)| match op {
-            Op::Outcome { outcome, node } => Some((i, outcome, node)),
+            Op::Outcome { outcome, node } => Some((i, &**outcome, node)),
             _ => None,
         })
         .collect();
