@@ -41,11 +41,20 @@ impl std::fmt::Display for NodeId {
     }
 }
 
+/// A claimed delivery's tries so far: all a try needs of the stored row (the rest
+/// the scheduler holds already), so a claim reads nothing else back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tries {
+    pub attempts: u32,
+    /// `attempts` when the current retry budget began (raised by replay).
+    pub attempt_base: u32,
+}
+
 /// The answer to a claim before a try.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// The node may send; the delivery as it now is.
-    Claimed(Box<Delivery>),
+    /// The node may send; the delivery's tries so far.
+    Claimed(Tries),
     /// An earlier delivery of the ordered endpoint is still open: ask again later.
     Blocked,
     /// The delivery is no longer this node's to send (closed, or adopted elsewhere).

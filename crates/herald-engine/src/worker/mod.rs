@@ -89,9 +89,9 @@ pub(crate) async fn attempt(
     };
     match claim {
         None => {}
-        Some(Ok(Claim::Claimed(delivery))) => {
-            job.attempts = delivery.attempts;
-            job.attempt_base = delivery.attempt_base;
+        Some(Ok(Claim::Claimed(tries))) => {
+            job.attempts = tries.attempts;
+            job.attempt_base = tries.attempt_base;
         }
         Some(Ok(Claim::Blocked)) => {
             return Finished::later(job, now_ms() + ORDERED_RECHECK_MS, Signal::Skipped)

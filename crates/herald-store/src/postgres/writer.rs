@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::rows::{self, DELIVERY_COLUMNS};
 use super::schema::INGEST_LOCK;
 use super::{pg, OPEN};
 use crate::crypto::MasterKey;
@@ -247,7 +246,7 @@ async fn run_all(
     results: &mut [Option<Done>],
 ) -> StoreResult<()> {
     ingests(conn, channel, key, ops, results).await?;
-    claims(conn, key, ops, results).await?;
+    claims(conn, ops, results).await?;
     outcomes(conn, key, ops, results).await
 }
 

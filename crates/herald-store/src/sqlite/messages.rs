@@ -10,10 +10,30 @@ use super::{delivery_ids, select_deliveries, SqliteStore, OPEN};
 use crate::crypto::MasterKey;
 use crate::*;
 
+/// An ad-hoc target's stored columns (sealed target, origin), made before the write
+/// reaches the writer thread, which every ingest waits on.
+struct TargetColumns {
+    sealed: Option<String>,
+    origin: Option<String>,
+}
+
+fn target_columns(key: &MasterKey, deliveries: &[Delivery]) -> Vec<TargetColumns> {
+    deliveries
+        .iter()
+        .map(|d| TargetColumns {
+            sealed: d.target.as_ref().map(|t| key.seal_json(t)),
+            origin: d
+                .target
+                .as_ref()
+                .map(|t| herald_core::network::origin(&t.url)),
+        })
+        .collect()
+}
+
 fn insert_delivery(
     conn: &Connection,
-    key: &MasterKey,
     d: &mut Delivery,
+    target: &TargetColumns,
     owner: Option<&str>,
     now: Millis,
 ) -> StoreResult<()> {
@@ -27,7 +47,7 @@ fn insert_delivery(
         d.message_id.as_str(),
         d.tenant_id.as_str(),
         d.endpoint_id.as_ref().map(|e| e.as_str()),
-        d.target.as_ref().map(|t| key.seal_json(t)),
+        target.sealed,
         d.status.as_str(),
         d.attempts,
         d.attempt_base,
@@ -36,7 +56,7 @@ fn insert_delivery(
         now,
         d.claimed_until,
         d.target.as_ref().map(|t| t.url.as_str()),
-        d.target.as_ref().map(|t| herald_core::network::origin(&t.url)),
+        target.origin,
     ])?;
     d.seq = conn.last_insert_rowid();
     Ok(())
@@ -59,7 +79,7 @@ fn dead_conditions(tenant: String, filter: &DeadLetterFilter) -> Conditions {
 impl MessageStore for SqliteStore {
     async fn ingest(&self, ingest: Ingest, owner: Option<&NodeId>) -> StoreResult<IngestResult> {
         let owner = owner.map(|o| o.to_string());
-        let key = self.key.clone();
+        let targets = target_columns(&self.key, &ingest.deliveries);
         self.writer
             .write(move |conn| {
                 let Ingest { message: m, deliveries, .. } = &ingest;
@@ -86,8 +106,8 @@ impl MessageStore for SqliteStore {
                     m.idempotency_key,
                     m.created_at
                 ])?;
-                for d in &mut deliveries {
-                    insert_delivery(conn, &key, d, owner.as_deref(), m.created_at)?;
+                for (d, target) in deliveries.iter_mut().zip(&targets) {
+                    insert_delivery(conn, d, target, owner.as_deref(), m.created_at)?;
                 }
                 Ok(IngestResult::Created(deliveries))
             })
@@ -170,13 +190,13 @@ impl MessageStore for SqliteStore {
         owner: Option<&NodeId>,
     ) -> StoreResult<Vec<Delivery>> {
         let owner = owner.map(|o| o.to_string());
-        let key = self.key.clone();
+        let targets = target_columns(&self.key, &deliveries);
         self.writer
             .write(move |conn| {
                 let mut deliveries = deliveries.clone();
-                for d in &mut deliveries {
+                for (d, target) in deliveries.iter_mut().zip(&targets) {
                     let now = d.created_at;
-                    insert_delivery(conn, &key, d, owner.as_deref(), now)?;
+                    insert_delivery(conn, d, target, owner.as_deref(), now)?;
                 }
                 Ok(deliveries)
             })

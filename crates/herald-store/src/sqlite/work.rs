@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use herald_core::{DeliveryId, EndpointId};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rows::{self, to_json, ATTEMPT_COLUMNS, DELIVERY_COLUMNS};
 use super::{delivery_ids, load_endpoint, save_endpoint, select_deliveries, SqliteStore, OPEN};
@@ -145,7 +145,6 @@ impl WorkStore for SqliteStore {
             node.to_string(),
             ordered.map(|e| e.to_string()),
         );
-        let key = self.key.clone();
         self.writer
             .write(move |conn| {
                 if let Some(endpoint) = &ordered {
@@ -159,18 +158,20 @@ impl WorkStore for SqliteStore {
                         return Ok(Claim::Blocked);
                     }
                 }
-                let changed = conn
+                let tries = conn
                     .prepare_cached(&format!(
                         "UPDATE deliveries SET status = 'delivering', lease_until = ?3 \
-                         WHERE id = ?1 AND lease_owner = ?2 AND status IN {OPEN}"
+                         WHERE id = ?1 AND lease_owner = ?2 AND status IN {OPEN} \
+                         RETURNING attempts, attempt_base"
                     ))?
-                    .execute(params![id, node, lease_until])?;
-                if changed == 0 {
-                    return Ok(Claim::Lost);
-                }
-                Ok(select_deliveries(conn, &key, "d.id = ?1", [&id])?
-                    .pop()
-                    .map_or(Claim::Lost, |d| Claim::Claimed(Box::new(d))))
+                    .query_row(params![id, node, lease_until], |r| {
+                        Ok(Tries {
+                            attempts: r.get(0)?,
+                            attempt_base: r.get(1)?,
+                        })
+                    })
+                    .optional()?;
+                Ok(tries.map_or(Claim::Lost, Claim::Claimed))
             })
             .await
     }

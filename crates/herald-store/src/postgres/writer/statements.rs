@@ -273,7 +273,6 @@ pub(super) async fn ingests(
 
 pub(super) async fn claims(
     conn: &mut PgConnection,
-    key: &MasterKey,
     ops: &[Op],
     results: &mut [Option<Done>],
 ) -> StoreResult<()> {
@@ -305,7 +304,7 @@ pub(super) async fn claims(
          WHERE d.id = v.id AND d.lease_owner = v.node AND d.status IN {OPEN} \
          AND (v.ordered IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries e \
               WHERE e.endpoint_id = v.ordered AND e.status IN {OPEN} AND e.seq < d.seq)) \
-         RETURNING {DELIVERY_COLUMNS}"
+         RETURNING d.id, d.attempts, d.attempt_base"
     ))
     .bind(&ids)
     .bind(&nodes)
@@ -314,10 +313,13 @@ pub(super) async fn claims(
     .fetch_all(&mut *conn)
     .await
     .map_err(pg)?;
-    let mut claimed: HashMap<String, Delivery> = HashMap::new();
+    let mut claimed: HashMap<String, Tries> = HashMap::new();
     for r in &rows {
-        let d = rows::delivery(r, key)?;
-        claimed.insert(d.id.to_string(), d);
+        let tries = Tries {
+            attempts: r.try_get::<i32, _>(1).map_err(pg)? as u32,
+            attempt_base: r.try_get::<i32, _>(2).map_err(pg)? as u32,
+        };
+        claimed.insert(r.try_get(0).map_err(pg)?, tries);
     }
     let refused_ordered: Vec<&str> = wanted
         .iter()
@@ -343,7 +345,7 @@ pub(super) async fn claims(
     }
     for (i, id, ..) in wanted {
         results[i] = Some(Done::Claim(match claimed.remove(id.as_str()) {
-            Some(d) => Claim::Claimed(Box::new(d)),
+            Some(tries) => Claim::Claimed(tries),
             None if blocked.contains(id) => Claim::Blocked,
             None => Claim::Lost,
         }));

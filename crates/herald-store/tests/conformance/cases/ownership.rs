@@ -17,10 +17,14 @@ pub async fn claims_belong_to_one_node(store: Arc<dyn Store>) {
         Claim::Lost,
         "another node's delivery"
     );
-    let Claim::Claimed(claimed) = store.claim(&d.id, &a, 9_000, None).await.unwrap() else {
+    let Claim::Claimed(tries) = store.claim(&d.id, &a, 9_000, None).await.unwrap() else {
         panic!("the owner claims")
     };
-    assert_eq!(claimed.status, DeliveryStatus::Delivering);
+    assert_eq!((tries.attempts, tries.attempt_base), (0, 0));
+    assert_eq!(
+        store.get_delivery(&d.id).await.unwrap().unwrap().status,
+        DeliveryStatus::Delivering
+    );
     store
         .cancel_deliveries(std::slice::from_ref(&d.id), 3_000)
         .await
