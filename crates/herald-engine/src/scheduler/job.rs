@@ -7,6 +7,7 @@ use herald_core::endpoint::Endpoint;
 use herald_core::{DeliveryId, EndpointId, MessageId, TenantId};
 use herald_store::{Delivery, Millis, StoredMessage};
 
+use super::lane::LaneKey;
 use crate::breaker::Signal;
 
 /// One open delivery, as the scheduler holds it.
@@ -26,6 +27,7 @@ pub(crate) struct Job {
     pub generation: u64,
     /// Committed already claimed by this process: the next try needs no claim.
     pub claimed: bool,
+    pub lane: LaneKey,
 }
 
 impl Job {
@@ -44,6 +46,7 @@ impl Job {
             message,
             generation: 0,
             claimed: d.claimed_until.is_some(),
+            lane: LaneKey::of(d.endpoint_id.as_ref(), d.target.as_ref()),
         }
     }
 }

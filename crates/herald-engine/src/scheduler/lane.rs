@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use herald_core::delivery::AdHocTarget;
 use herald_core::endpoint::{DeliveryMode, Endpoint};
 use herald_core::{DeliveryId, EndpointId};
 use herald_store::{LaneRef, Millis};
@@ -30,13 +31,21 @@ impl LaneKey {
     }
 }
 
-impl Job {
-    pub(crate) fn lane(&self) -> LaneKey {
-        match (&self.endpoint_id, &self.target) {
+impl LaneKey {
+    /// A delivery's lane: its endpoint's, or its ad-hoc target's origin (worked out
+    /// once per job: it takes parsing the URL).
+    pub(crate) fn of(endpoint_id: Option<&EndpointId>, target: Option<&AdHocTarget>) -> Self {
+        match (endpoint_id, target) {
             (Some(id), _) => LaneKey::Endpoint(id.clone()),
             (None, Some(t)) => LaneKey::Origin(herald_core::network::origin(&t.url)),
             (None, None) => LaneKey::Origin(String::new()),
         }
+    }
+}
+
+impl Job {
+    pub(crate) fn lane(&self) -> LaneKey {
+        self.lane.clone()
     }
 }
 
