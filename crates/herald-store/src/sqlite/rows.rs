@@ -17,16 +17,26 @@ pub(crate) const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.message_id, d.tenant_i
 pub(crate) const MESSAGE_COLUMNS: &str =
     "id, tenant_id, event_type, payload, headers, context, idempotency_key, created_at";
 
-pub(crate) const ATTEMPT_COLUMNS: &str = "id, delivery_id, message_id, tenant_id, endpoint_id, \
-    attempt, method, url, request_headers, response_status, response_headers, response_body, \
-    duration_ms, outcome, error_kind, error, created_at, request_body, body_from_payload";
+/// The attempt columns every list shares, followed by `$tail`.
+macro_rules! attempt_columns {
+    ($tail:literal) => {
+        concat!(
+            "id, delivery_id, message_id, tenant_id, endpoint_id, attempt, method, url, ",
+            "request_headers, response_status, response_headers, response_body, duration_ms, ",
+            "outcome, error_kind, error, created_at, ",
+            $tail
+        )
+    };
+}
+
+/// An attempt's columns as written.
+pub(crate) const ATTEMPT_COLUMNS: &str = attempt_columns!("request_body, body_from_payload");
 
 /// [`ATTEMPT_COLUMNS`] as read: a body kept with the message is read from there.
-pub(crate) const ATTEMPT_READ: &str = "id, delivery_id, message_id, tenant_id, endpoint_id, \
-    attempt, method, url, request_headers, response_status, response_headers, response_body, \
-    duration_ms, outcome, error_kind, error, created_at, \
-    CASE WHEN body_from_payload THEN (SELECT payload FROM messages WHERE messages.id = attempts.message_id) \
-    ELSE request_body END, body_from_payload";
+pub(crate) const ATTEMPT_READ: &str = attempt_columns!(
+    "CASE WHEN body_from_payload THEN (SELECT payload FROM messages WHERE messages.id = attempts.message_id) \
+     ELSE request_body END, body_from_payload"
+);
 
 fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
