@@ -11,11 +11,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::process::Herald;
 use crate::receiver::Arrivals;
-use crate::run::{ingest_http, payload, percentile, post, Sent};
+use crate::run::{ingest_http, payload, percentile, post, Created, Sent};
 
 /// Latency of one steady phase, in ms.
 struct Steady {
@@ -57,8 +57,8 @@ async fn steady(
             posts.push(tokio::spawn(async move {
                 let at = Instant::now();
                 let body = json!({"event_type": "steady", "payload": payload(n)});
-                let answer = post(&http, &url, body).await?;
-                anyhow::Ok((answer["id"].as_str().unwrap_or_default().to_string(), at))
+                let created: Created = post(&http, &url, body).await?;
+                anyhow::Ok((created.id, at))
             }));
         }
     }
@@ -106,7 +106,7 @@ async fn steady(
 async fn create_endpoints(herald: &Herald, target: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let base = &herald.base;
-    post(
+    post::<Value>(
         &http,
         &format!("{base}/api/v1/tenants"),
         json!({"id": "bench"}),
@@ -121,7 +121,7 @@ async fn create_endpoints(herald: &Herald, target: &str) -> anyhow::Result<()> {
         json!({"url": target, "event_types": ["steady"], "max_in_flight": 64}),
     ];
     for spec in endpoints {
-        post(
+        post::<Value>(
             &http,
             &format!("{base}/api/v1/tenants/bench/endpoints"),
             spec,

@@ -38,22 +38,14 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-pub(crate) async fn post(http: &reqwest::Client, url: &str, body: Value) -> anyhow::Result<Value> {
-    let r = http.post(url).json(&body).send().await?;
-    let status = r.status();
-    let text = r.text().await?;
-    anyhow::ensure!(status.is_success(), "{url}: {status} {text}");
-    Ok(serde_json::from_str(&text)?)
-}
-
-/// Posts a message and answers its id. The answer is read only for its `id` (a
-/// producer has no use for the rest), so the load generator spends no more per
-/// message than it must.
-async fn create_message(http: &reqwest::Client, url: &str, body: Value) -> anyhow::Result<String> {
-    #[derive(serde::Deserialize)]
-    struct Created {
-        id: String,
-    }
+/// Posts `body` and reads the answer as a `T` (a `Value`, or only the fields a
+/// caller needs: a producer reads only the id of a 201, so the load generator
+/// spends no more per message than it must).
+pub(crate) async fn post<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+    body: Value,
+) -> anyhow::Result<T> {
     let r = http.post(url).json(&body).send().await?;
     let status = r.status();
     let bytes = r.bytes().await?;
@@ -62,7 +54,13 @@ async fn create_message(http: &reqwest::Client, url: &str, body: Value) -> anyho
         "{url}: {status} {}",
         String::from_utf8_lossy(&bytes)
     );
-    Ok(serde_json::from_slice::<Created>(&bytes)?.id)
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// What a producer reads of a 201.
+#[derive(serde::Deserialize)]
+pub(crate) struct Created {
+    pub(crate) id: String,
 }
 
 /// The endpoints of a run: `healthy` ones at the receiver, `failing` ones at its
@@ -82,7 +80,7 @@ pub(crate) async fn create_endpoints(
     endpoints: Endpoints,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    post(
+    post::<Value>(
         &http,
         &format!("{base}/api/v1/tenants"),
         json!({"id": "bench"}),
@@ -92,7 +90,7 @@ pub(crate) async fn create_endpoints(
     let urls = std::iter::repeat_n(target, endpoints.healthy)
         .chain(std::iter::repeat_n(failing.as_str(), endpoints.failing));
     for url in urls {
-        post(
+        post::<Value>(
             &http,
             &format!("{base}/api/v1/tenants/bench/endpoints"),
             json!({"url": url, "max_in_flight": 64,
@@ -125,8 +123,8 @@ pub(crate) async fn ingest_http(
             for n in (worker..messages).step_by(step) {
                 let at = Instant::now();
                 let body = json!({"event_type": event_type, "payload": payload(n)});
-                let id = create_message(&http, &urls[n % urls.len()], body).await?;
-                sent.push((id, at));
+                let created: Created = post(&http, &urls[n % urls.len()], body).await?;
+                sent.push((created.id, at));
             }
             anyhow::Ok(sent)
         }));

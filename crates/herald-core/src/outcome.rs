@@ -19,7 +19,6 @@ pub enum TransportError {
     Tls,
     BlockedAddress,
     Request,
-    Body,
 }
 
 impl TransportError {
@@ -31,7 +30,6 @@ impl TransportError {
             TransportError::Tls => "tls",
             TransportError::BlockedAddress => "blocked_address",
             TransportError::Request => "request",
-            TransportError::Body => "body",
         }
     }
 }
