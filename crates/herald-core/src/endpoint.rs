@@ -218,7 +218,7 @@ fn some<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<T
     T::deserialize(d).map(Some)
 }
 
-/// A target URL: absolute http(s) with a host, at most 2048 bytes.
+/// A target URL: absolute http(s) with a host and no credentials, at most 2048 bytes.
 pub fn validate_url(url: &str, field: &str) -> Result<(), ValidationError> {
     if url.len() > 2048 {
         return Err(ValidationError::new(field, "must be at most 2048 bytes"));
@@ -230,6 +230,13 @@ pub fn validate_url(url: &str, field: &str) -> Result<(), ValidationError> {
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(ValidationError::new(field, "must name a host"));
+    }
+    // The URL is shown in answers and attempt logs; a password in it would be too.
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ValidationError::new(
+            field,
+            "must not carry credentials (user:password@); give them as auth or an Authorization header",
+        ));
     }
     Ok(())
 }

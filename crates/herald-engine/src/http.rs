@@ -15,7 +15,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use herald_core::endpoint::TargetAuth;
 use herald_core::network::{host_ip, may_connect, Cidr};
 use herald_core::outcome::TransportError;
 use http_body_util::{BodyExt, Full};
@@ -148,15 +147,10 @@ impl HttpClients {
         };
         let method = http::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| bad(format!("bad method {}", request.method)))?;
-        let mut url = request.url;
-        let credentials = url_credentials(&mut url).filter(|_| {
-            !request
-                .headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-        });
-        let mut builder = http::Request::builder().method(method).uri(url.as_str());
-        for (name, value) in request.headers.iter().chain(&credentials) {
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(request.url.as_str());
+        for (name, value) in request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
         let outgoing = builder
@@ -204,26 +198,6 @@ impl HttpClients {
             }),
         }
     }
-}
-
-/// Credentials in a URL (`https://user:pass@host/`) leave it and become a Basic
-/// `Authorization` header, as HTTP clients do; the endpoint's own auth header wins.
-fn url_credentials(url: &mut url::Url) -> Option<(String, String)> {
-    if url.username().is_empty() && url.password().is_none() {
-        return None;
-    }
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    let auth = TargetAuth::Basic {
-        username: decode(url.username()),
-        password: url.password().map(decode).unwrap_or_default(),
-    };
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    auth.header()
 }
 
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -28,6 +28,8 @@ fn bad_values_name_their_field() {
         (r#"{}"#, "url"),
         (r#"{"url":"ftp://example.com"}"#, "url"),
         (r#"{"url":"not a url"}"#, "url"),
+        (r#"{"url":"https://user:secret@example.com/hook"}"#, "url"),
+        (r#"{"url":"https://user@example.com/hook"}"#, "url"),
         (r#"{"url":"http://x.io","event_types":[]}"#, "event_types"),
         (r#"{"url":"http://x.io","method":"TRACE"}"#, "method"),
         (

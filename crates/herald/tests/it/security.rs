@@ -32,6 +32,26 @@ async fn internal_addresses_are_refused_when_saved() {
 }
 
 herald_test! {
+async fn credentials_in_a_url_are_refused_so_they_are_never_shown() {
+    let app = spawn_app().await;
+    app.tenant("acme").await;
+    let (status, answer) = app
+        .post("/api/v1/tenants/acme/endpoints", json!({"url": "https://user:pw-very-secret@example.com/hook"}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["field"], "url");
+    assert!(!answer.to_string().contains("pw-very-secret"), "{answer}");
+    let (status, answer) = app
+        .post("/api/v1/callbacks", json!({"target_url": "https://user:pw-very-secret@example.com/cb", "hmac_secret": "k", "payload": {}}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["field"], "target_url");
+    let (_, endpoints) = app.get("/api/v1/tenants/acme/endpoints").await;
+    assert!(!endpoints.to_string().contains("pw-very-secret"));
+}
+}
+
+herald_test! {
 async fn a_name_resolving_to_loopback_is_refused_unless_allowed() {
     let rx = Receiver::start().await;
     let url = format!("http://localhost:{}/named", rx.addr.port());

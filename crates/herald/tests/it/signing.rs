@@ -100,22 +100,6 @@ async fn ad_hoc_callbacks_carry_seed_000s_signature() {
 }
 
 herald_test! {
-async fn credentials_in_the_url_are_sent_as_basic_auth() {
-    let app = spawn_app().await;
-    let rx = Receiver::start().await;
-    app.tenant("acme").await;
-    let url = rx.url("/cred").replace("http://", "http://user:p%40ss@");
-    app.endpoint("acme", json!({"url": url})).await;
-    app.message("acme", "a", json!({})).await;
-    // base64("user:p@ss")
-    assert_eq!(
-        rx.wait_for("/cred", 1).await[0].header("authorization"),
-        Some("Basic dXNlcjpwQHNz")
-    );
-}
-}
-
-herald_test! {
 async fn auth_headers_reach_the_target_and_are_redacted_in_the_log() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
