@@ -116,8 +116,6 @@ pub fn may_connect(ip: IpAddr, allow: &[Cidr]) -> bool {
     !blocked_by_default(ip) || allow.iter().any(|net| net.contains(ip))
 }
 
-/// The IP literal a URL's host is, if it is one (in any notation the URL parser
-/// understands: `127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`, ...).
 /// The origin (`scheme://host[:port]`) of a URL: what ad-hoc callbacks are paced
 /// and queued by. A URL that does not parse is its own origin.
 pub fn origin(url: &str) -> String {
@@ -126,6 +124,8 @@ pub fn origin(url: &str) -> String {
         .unwrap_or_else(|_| url.to_string())
 }
 
+/// The IP literal a URL's host is, if it is one (in any notation the URL parser
+/// understands: `127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`, ...).
 pub fn literal_ip(url: &str) -> Option<IpAddr> {
     host_ip(&url::Url::parse(url).ok()?)
 }
