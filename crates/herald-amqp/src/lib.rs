@@ -6,7 +6,8 @@
 //! `tenant`, `event_type`, `payload`, `idempotency_key`?) fans out to the tenant's
 //! endpoints. Both go through the same engine functions as HTTP.
 //!
-//! A message is acked only after its ingest is committed. A message that can never
+//! A message is acked only after its ingest is committed (a run of committed
+//! messages with one multiple ack, see [`settle`]). A message that can never
 //! be ingested (not JSON, a missing field, an unknown type, a bad URL, an unknown
 //! tenant) is rejected without requeue (to the dead-letter exchange when one is
 //! configured), logged and counted, and the consumer goes on. When the store fails,
@@ -17,18 +18,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod settle;
+
 use futures_lite::StreamExt;
 use herald_core::message::{CallbackSpec, MessageSpec};
 use herald_core::TenantId;
 use herald_engine::{Engine, EngineError};
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
 use serde::Deserialize;
+use settle::{Fate, Report};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -117,15 +119,6 @@ fn decode(
     }
 }
 
-/// What became of one broker message.
-enum Fate {
-    Committed,
-    /// Can never be ingested: reject without requeue.
-    Poison(String),
-    /// The store failed: requeue after a pause.
-    Retry(String),
-}
-
 async fn ingest(engine: &Engine, delivery: &Delivery) -> Fate {
     let request = match parse(delivery) {
         Ok(r) => r,
@@ -156,35 +149,15 @@ async fn ingest(engine: &Engine, delivery: &Delivery) -> Fate {
     }
 }
 
-async fn handle(engine: Engine, delivery: Delivery) {
-    let metrics = engine.metrics().clone();
-    let tag = delivery.delivery_tag;
-    let settled = match ingest(&engine, &delivery).await {
-        Fate::Committed => {
-            metrics.amqp_message("accepted");
-            delivery.ack(BasicAckOptions::default()).await
-        }
-        Fate::Poison(reason) => {
-            tracing::warn!(delivery_tag = tag, reason = %reason, "rejecting an AMQP message that cannot be ingested");
-            metrics.amqp_message("rejected");
-            delivery.reject(BasicRejectOptions { requeue: false }).await
-        }
-        Fate::Retry(reason) => {
-            tracing::warn!(delivery_tag = tag, reason = %reason, "store unavailable; the AMQP message goes back to the queue");
-            metrics.amqp_message("requeued");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    multiple: false,
-                })
-                .await
-        }
-    };
-    if let Err(e) = settled {
-        // The broker redelivers what was not settled.
-        tracing::warn!(delivery_tag = tag, error = %e, "cannot settle an AMQP message");
+/// Ingests one broker message and reports its fate to the settling task.
+async fn handle(engine: Engine, delivery: Delivery, settle: mpsc::UnboundedSender<Report>) {
+    let fate = ingest(&engine, &delivery).await;
+    if let Fate::Retry(_) = fate {
+        // The store failed: give it a moment before the message comes back.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    // A closed settling task means the channel is gone: the broker redelivers.
+    let _ = settle.send(Report::Ended(delivery.delivery_tag, fate, delivery.acker));
 }
 
 /// Why a connection's life ended, and whether it got as far as consuming.
@@ -239,12 +212,15 @@ async fn consume(
     link.store(true, Ordering::Release);
     tracing::info!(queue = %config.queue, prefetch = config.prefetch, "consuming from AMQP");
     let handlers = TaskTracker::new();
+    let (settle, reports) = mpsc::unbounded_channel();
+    let settling = tokio::spawn(settle::run(reports, engine.metrics().clone()));
     let ended = loop {
         tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
-                    handlers.spawn(handle(engine.clone(), delivery));
+                    let _ = settle.send(Report::Received(delivery.delivery_tag));
+                    handlers.spawn(handle(engine.clone(), delivery, settle.clone()));
                 }
                 Some(Err(error)) => break Err(Lost { consumed: true, error }),
                 None => break Err(Lost {
@@ -258,6 +234,8 @@ async fn consume(
     // Let what is being ingested finish and settle; the rest returns to the queue.
     handlers.close();
     handlers.wait().await;
+    drop(settle);
+    let _ = settling.await;
     if ended.is_ok() {
         let _ = connection.close(200, "herald is stopping".into()).await;
     }

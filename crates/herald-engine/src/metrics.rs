@@ -238,13 +238,13 @@ impl Metrics {
         self.oldest_due_age.set(oldest_due_age_seconds);
     }
 
-    /// Counts one consumed broker message.
-    pub fn amqp_message(&self, outcome: &str) {
+    /// Counts consumed broker messages settled the same way.
+    pub fn amqp_messages(&self, outcome: &str, count: u64) {
         self.amqp_messages
             .get_or_create(&OutcomeLabel {
                 outcome: outcome.into(),
             })
-            .inc();
+            .inc_by(count);
     }
 
     /// Counts one HTTP try; `origin` is its URL's origin (scheme, host, port).
