@@ -20,6 +20,14 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Delivering,
+        Self::Succeeded,
+        Self::Dead,
+        Self::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryStatus::Pending => "pending",
@@ -97,8 +105,17 @@ mod tests {
         assert_eq!(message_status([Succeeded, Succeeded]), "succeeded");
         assert_eq!(message_status([Succeeded, Dead]), "failed");
         assert_eq!(message_status([]), "succeeded");
-        for s in [Pending, Delivering, Succeeded, Dead, Cancelled] {
+        for (i, s) in DeliveryStatus::ALL.into_iter().enumerate() {
             assert_eq!(DeliveryStatus::parse(s.as_str()), Some(s));
+            // A new status fails to compile here until it is placed in `ALL`.
+            let place = match s {
+                Pending => 0,
+                Delivering => 1,
+                Succeeded => 2,
+                Dead => 3,
+                Cancelled => 4,
+            };
+            assert_eq!(place, i);
         }
     }
 }

@@ -457,11 +457,10 @@ impl Engine {
         let message = self
             .inner
             .store
-            .get_message(id)
+            .get_message(tenant, id)
             .await?
-            .filter(|m| &m.tenant_id == tenant)
             .ok_or(EngineError::NotFound("message"))?;
-        let deliveries = self.inner.store.message_deliveries(id).await?;
+        let deliveries = self.inner.store.message_deliveries(tenant, id).await?;
         Ok((message, deliveries))
     }
 }

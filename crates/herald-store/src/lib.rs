@@ -148,14 +148,27 @@ pub trait MessageStore: Send + Sync + 'static {
     /// them), or to nobody when `None`. A repeated idempotency key returns the first
     /// message instead.
     async fn ingest(&self, ingest: Ingest, owner: Option<&NodeId>) -> StoreResult<IngestResult>;
-    async fn get_message(&self, id: &MessageId) -> StoreResult<Option<StoredMessage>>;
+    /// A message of the tenant (messages are found by tenant: SQLite keeps no
+    /// index of message ids alone).
+    async fn get_message(
+        &self,
+        tenant: &TenantId,
+        id: &MessageId,
+    ) -> StoreResult<Option<StoredMessage>>;
     async fn list_messages(
         &self,
         tenant: &TenantId,
         filter: MessageFilter,
         page: PageRequest,
     ) -> StoreResult<Page<StoredMessage>>;
-    async fn message_deliveries(&self, id: &MessageId) -> StoreResult<Vec<Delivery>>;
+    /// The tenant of a message known only by its id (one probe per tenant on
+    /// SQLite).
+    async fn message_tenant(&self, id: &MessageId) -> StoreResult<Option<TenantId>>;
+    async fn message_deliveries(
+        &self,
+        tenant: &TenantId,
+        id: &MessageId,
+    ) -> StoreResult<Vec<Delivery>>;
     async fn get_delivery(&self, id: &DeliveryId) -> StoreResult<Option<Delivery>>;
     /// Adds deliveries to an existing message (resend); returns them with their `seq`.
     async fn add_deliveries(
@@ -256,7 +269,8 @@ pub(crate) fn message_list_by_status(filter: &MessageFilter) -> bool {
 
 /// A message with a delivery in a status (one parameter).
 pub(crate) const MESSAGE_HAS_STATUS: &str =
-    "EXISTS (SELECT 1 FROM deliveries s WHERE s.message_id = messages.id AND s.status = ?)";
+    "EXISTS (SELECT 1 FROM deliveries s WHERE s.tenant_id = messages.tenant_id \
+     AND s.status = ? AND s.message_id = messages.id)";
 
 /// A message's columns when joined as `m` after a delivery's, for `message_at`.
 pub(crate) const JOINED_MESSAGE_COLUMNS: &str =
@@ -281,9 +295,10 @@ pub(crate) fn message_list_sql(
 ) -> String {
     if by_status {
         format!(
-            "SELECT {columns} FROM messages WHERE id IN (SELECT d.message_id FROM deliveries d \
-             JOIN messages m ON m.id = d.message_id WHERE {conditions} \
-             GROUP BY d.message_id ORDER BY d.message_id DESC LIMIT {limit}) ORDER BY id DESC"
+            "SELECT {columns} FROM messages WHERE (tenant_id, id) IN (SELECT d.tenant_id, d.message_id \
+             FROM deliveries d JOIN messages m ON m.tenant_id = d.tenant_id AND m.id = d.message_id \
+             WHERE {conditions} GROUP BY d.tenant_id, d.message_id ORDER BY d.message_id DESC LIMIT {limit}) \
+             ORDER BY id DESC"
         )
     } else {
         format!("SELECT {columns} FROM messages WHERE {conditions} ORDER BY id DESC LIMIT {limit}")

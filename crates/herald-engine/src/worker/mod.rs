@@ -51,7 +51,7 @@ pub(crate) async fn attempt(
     let retry_soon = |job: Job, signal| Finished::later(job, now_ms() + 1000, signal);
     let message = match job.message.take() {
         Some(m) => m,
-        None => match ctx.store.get_message(&job.message_id).await {
+        None => match ctx.store.get_message(&job.tenant_id, &job.message_id).await {
             Ok(Some(m)) => Arc::new(m),
             Ok(None) => return Finished::done(job, Signal::Skipped),
             Err(e) => {

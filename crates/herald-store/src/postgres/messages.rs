@@ -32,11 +32,16 @@ impl MessageStore for PgStore {
             .await
     }
 
-    async fn get_message(&self, id: &MessageId) -> StoreResult<Option<StoredMessage>> {
+    async fn get_message(
+        &self,
+        tenant: &TenantId,
+        id: &MessageId,
+    ) -> StoreResult<Option<StoredMessage>> {
         let row = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND tenant_id = $2"
         ))
         .bind(id.as_str())
+        .bind(tenant.as_str())
         .fetch_optional(&self.pool)
         .await
         .map_err(pg)?;
@@ -81,14 +86,32 @@ impl MessageStore for PgStore {
         Ok(crate::paginate(found, &page, |m| m.id.to_string()))
     }
 
-    async fn message_deliveries(&self, id: &MessageId) -> StoreResult<Vec<Delivery>> {
-        select_deliveries(
-            &self.pool,
-            &self.key,
-            "d.message_id = $1 ORDER BY d.seq",
-            id.as_str(),
-        )
+    async fn message_tenant(&self, id: &MessageId) -> StoreResult<Option<TenantId>> {
+        let row = sqlx::query("SELECT tenant_id FROM messages WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg)?;
+        row.map(|r| sqlx::Row::try_get::<String, _>(&r, 0).map(TenantId::from_stored))
+            .transpose()
+            .map_err(pg)
+    }
+
+    async fn message_deliveries(
+        &self,
+        tenant: &TenantId,
+        id: &MessageId,
+    ) -> StoreResult<Vec<Delivery>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d \
+             WHERE d.message_id = $1 AND d.tenant_id = $2 ORDER BY d.seq"
+        ))
+        .bind(id.as_str())
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
         .await
+        .map_err(pg)?;
+        rows.iter().map(|r| rows::delivery(r, &self.key)).collect()
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> StoreResult<Option<Delivery>> {

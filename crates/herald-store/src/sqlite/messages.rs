@@ -6,7 +6,7 @@ use herald_core::{DeliveryId, MessageId, TenantId};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::rows::{self, to_json, Conditions, ATTEMPT_READ, DELIVERY_COLUMNS, MESSAGE_COLUMNS};
-use super::{delivery_ids, select_deliveries, SqliteStore, OPEN};
+use super::{delivery_ids, select_deliveries, SqliteStore, ANY_STATUS, OPEN};
 use crate::crypto::MasterKey;
 use crate::*;
 
@@ -114,14 +114,18 @@ impl MessageStore for SqliteStore {
             .await
     }
 
-    async fn get_message(&self, id: &MessageId) -> StoreResult<Option<StoredMessage>> {
-        let id = id.to_string();
+    async fn get_message(
+        &self,
+        tenant: &TenantId,
+        id: &MessageId,
+    ) -> StoreResult<Option<StoredMessage>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
         self.read(move |conn| {
             Ok(conn
                 .prepare_cached(&format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = ?1 AND id = ?2"
                 ))?
-                .query_row([id], rows::message)
+                .query_row([tenant, id], rows::message)
                 .optional()?)
         })
         .await
@@ -168,11 +172,37 @@ impl MessageStore for SqliteStore {
         .await
     }
 
-    async fn message_deliveries(&self, id: &MessageId) -> StoreResult<Vec<Delivery>> {
+    async fn message_tenant(&self, id: &MessageId) -> StoreResult<Option<TenantId>> {
         let id = id.to_string();
+        self.read(move |conn| {
+            let tenant: Option<String> = conn
+                .prepare_cached(
+                    "SELECT t.id FROM tenants t WHERE EXISTS \
+                     (SELECT 1 FROM messages m WHERE m.tenant_id = t.id AND m.id = ?1)",
+                )?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            Ok(tenant.map(TenantId::from_stored))
+        })
+        .await
+    }
+
+    async fn message_deliveries(
+        &self,
+        tenant: &TenantId,
+        id: &MessageId,
+    ) -> StoreResult<Vec<Delivery>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
         let key = self.key.clone();
         self.read(move |conn| {
-            select_deliveries(conn, &key, "d.message_id = ?1 ORDER BY d.seq", [id])
+            select_deliveries(
+                conn,
+                &key,
+                &format!(
+                    "d.tenant_id = ?1 AND d.status IN {ANY_STATUS} AND d.message_id = ?2 ORDER BY d.seq"
+                ),
+                [tenant, id],
+            )
         })
         .await
     }
@@ -241,11 +271,13 @@ impl MessageStore for SqliteStore {
                 ""
             };
             let mut c = Conditions::default();
+            // The tenant is the first parameter, `?1`, also in the message's clause.
+            let of_message = format!(
+                "delivery_id IN (SELECT id FROM deliveries \
+                 WHERE tenant_id = ?1 AND status IN {ANY_STATUS} AND message_id = ?)"
+            );
             c.add("tenant_id = ?", tenant)
-                .add_opt(
-                    "delivery_id IN (SELECT id FROM deliveries WHERE message_id = ?)",
-                    filter.message_id.map(|i| i.to_string()),
-                )
+                .add_opt(&of_message, filter.message_id.map(|i| i.to_string()))
                 .add_opt("endpoint_id = ?", filter.endpoint_id.map(|i| i.to_string()))
                 .add_opt("delivery_id = ?", filter.delivery_id.map(|i| i.to_string()))
                 .add_opt("outcome = ?", filter.outcome)
@@ -281,7 +313,7 @@ impl MessageStore for SqliteStore {
                 "SELECT {DELIVERY_COLUMNS}, m.event_type, \
                  COALESCE(d.target_url, e.url, ''), \
                  (d.endpoint_id IS NULL OR e.deleted = 0) \
-                 FROM deliveries d JOIN messages m ON m.id = d.message_id \
+                 FROM deliveries d JOIN messages m ON m.tenant_id = d.tenant_id AND m.id = d.message_id \
                  LEFT JOIN endpoints e ON e.id = d.endpoint_id \
                  WHERE {} ORDER BY d.id DESC LIMIT {}",
                 c.sql(),

@@ -30,6 +30,10 @@ use crate::*;
 /// The statuses of a delivery that still has work ahead of it.
 const OPEN: &str = "('pending', 'delivering')";
 
+/// Every status: a message's deliveries are found through
+/// `deliveries_tenant_message` (tenant, status, message), one probe per status.
+const ANY_STATUS: &str = "('pending', 'delivering', 'succeeded', 'dead', 'cancelled')";
+
 pub struct SqliteStore {
     path: PathBuf,
     /// Seals endpoint configs and ad-hoc targets.
@@ -181,4 +185,18 @@ fn select_deliveries(
         .query_map(params, |r| rows::delivery(r, key))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_core::delivery::DeliveryStatus;
+
+    #[test]
+    fn any_status_lists_every_status() {
+        let listed: Vec<String> = DeliveryStatus::ALL
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        assert_eq!(super::ANY_STATUS, format!("({})", listed.join(", ")));
+    }
 }

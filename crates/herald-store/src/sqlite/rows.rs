@@ -34,7 +34,8 @@ pub(crate) const ATTEMPT_COLUMNS: &str = attempt_columns!("request_body, body_fr
 
 /// [`ATTEMPT_COLUMNS`] as read: a body kept with the message is read from there.
 pub(crate) const ATTEMPT_READ: &str = attempt_columns!(
-    "CASE WHEN body_from_payload THEN (SELECT payload FROM messages WHERE messages.id = attempts.message_id) \
+    "CASE WHEN body_from_payload THEN (SELECT payload FROM messages WHERE messages.tenant_id = attempts.tenant_id \
+     AND messages.id = attempts.message_id) \
      ELSE request_body END, body_from_payload"
 );
 

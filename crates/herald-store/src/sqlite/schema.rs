@@ -141,14 +141,45 @@ DROP INDEX attempts_message;
     r#"
 ALTER TABLE attempts ADD COLUMN body_from_payload INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Two fewer indexes for every ingest to write: messages are found by tenant
+    // (`messages_tenant`, now unique) and no longer by id alone, and a message's
+    // deliveries through `deliveries_tenant_message`, one probe per status. The
+    // table is made again without its primary key's index.
+    r#"
+CREATE TABLE messages_by_tenant (
+    id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    headers TEXT,
+    context TEXT,
+    idempotency_key TEXT,
+    created_at INTEGER NOT NULL
+);
+INSERT INTO messages_by_tenant
+    SELECT id, tenant_id, event_type, payload, headers, context, idempotency_key, created_at
+    FROM messages ORDER BY rowid;
+DROP TABLE messages;
+ALTER TABLE messages_by_tenant RENAME TO messages;
+CREATE UNIQUE INDEX messages_tenant ON messages (tenant_id, id);
+CREATE UNIQUE INDEX messages_idempotency ON messages (tenant_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX messages_event_type ON messages (tenant_id, event_type, id);
+DROP INDEX deliveries_message;
+"#,
 ];
 
 /// The migration that adds `target_origin`, counted from 1.
 const ORIGINS: usize = 7;
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Runs the migrations up to `last` (counted from 1).
+fn migrate_to(conn: &Connection, last: usize) -> rusqlite::Result<()> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(last).skip(version) {
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql};"))?;
         let filled = if i + 1 == ORIGINS {
             fill_origins(conn)
@@ -180,4 +211,51 @@ fn fill_origins(conn: &Connection) -> rusqlite::Result<()> {
         update.execute(rusqlite::params![seq, herald_core::network::origin(&url)])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The migration that makes `messages` again without the index of its ids.
+    const BY_TENANT: usize = 10;
+
+    #[test]
+    fn messages_survive_being_made_again_without_an_index_of_ids() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate_to(&conn, BY_TENANT - 1).unwrap();
+        let insert = "INSERT INTO messages (id, tenant_id, event_type, payload, idempotency_key, created_at) \
+                      VALUES ('msg_1', 'acme', 'order.paid', '{\"n\":1}', 'k1', 7)";
+        conn.execute(insert, []).unwrap();
+        migrate(&conn).unwrap();
+
+        let kept: (String, String, i64) = conn
+            .query_row(
+                "SELECT payload, idempotency_key, created_at FROM messages \
+                 WHERE tenant_id = 'acme' AND id = 'msg_1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, ("{\"n\":1}".into(), "k1".into(), 7));
+        assert!(
+            conn.execute(insert, []).is_err(),
+            "(tenant, id) stays unique"
+        );
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "messages_event_type",
+                "messages_idempotency",
+                "messages_tenant"
+            ]
+        );
+    }
 }

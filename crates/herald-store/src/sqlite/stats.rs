@@ -7,7 +7,7 @@ use herald_core::TenantId;
 use rusqlite::{params, params_from_iter, Connection};
 
 use super::rows::{self, DELIVERY_COLUMNS};
-use super::{SqliteStore, OPEN};
+use super::{SqliteStore, ANY_STATUS, OPEN};
 use crate::crypto::MasterKey;
 use crate::*;
 
@@ -44,7 +44,8 @@ fn dead_letters(
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS}, m.event_type, COALESCE(d.target_url, e.url, ''), \
          (d.endpoint_id IS NULL OR e.deleted = 0) \
-         FROM deliveries d JOIN messages m ON m.id = d.message_id LEFT JOIN endpoints e ON e.id = d.endpoint_id \
+         FROM deliveries d JOIN messages m ON m.tenant_id = d.tenant_id AND m.id = d.message_id \
+         LEFT JOIN endpoints e ON e.id = d.endpoint_id \
          WHERE d.status = 'dead' {filter} ORDER BY d.dead_at DESC LIMIT ?1"
     );
     let found = conn
@@ -216,24 +217,36 @@ impl StatsStore for SqliteStore {
                     "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE id < ?1 LIMIT ?2)",
                     params![cutoff_id("att_", attempts_before), limit],
                 )? as u64;
-                let old: Vec<String> = conn
+                // Messages are indexed by tenant only, so the old ones are looked
+                // for tenant by tenant (deleting a tenant deletes its messages);
+                // CROSS JOIN keeps the tenants the outer loop.
+                let old: Vec<(String, String)> = conn
                     .prepare(&format!(
-                        "SELECT m.id FROM messages m WHERE m.id < ?1 AND NOT EXISTS \
-                         (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.status IN {OPEN}) LIMIT ?2"
+                        "SELECT m.tenant_id, m.id FROM tenants t CROSS JOIN messages m \
+                         ON m.tenant_id = t.id AND m.id < ?1 WHERE NOT EXISTS \
+                         (SELECT 1 FROM deliveries d WHERE d.tenant_id = m.tenant_id \
+                          AND d.status IN {OPEN} AND d.message_id = m.id) LIMIT ?2"
                     ))?
-                    .query_map(params![cutoff_id("msg_", messages_before), limit], |r| r.get(0))?
+                    .query_map(params![cutoff_id("msg_", messages_before), limit], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
                     .collect::<Result<_, _>>()?;
                 let mut gone = 0;
-                for id in &old {
+                for (tenant, id) in &old {
                     // Attempts by delivery: there is no index of attempts by message.
-                    conn.prepare_cached(
-                        "DELETE FROM attempts WHERE delivery_id IN \
-                         (SELECT id FROM deliveries WHERE message_id = ?1)",
-                    )?
-                    .execute([id])?;
-                    conn.prepare_cached("DELETE FROM deliveries WHERE message_id = ?1")?
-                        .execute([id])?;
-                    gone += conn.execute("DELETE FROM messages WHERE id = ?1", [id])? as u64;
+                    conn.prepare_cached(&format!(
+                        "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries \
+                         WHERE tenant_id = ?1 AND status IN {ANY_STATUS} AND message_id = ?2)"
+                    ))?
+                    .execute([tenant, id])?;
+                    conn.prepare_cached(&format!(
+                        "DELETE FROM deliveries WHERE tenant_id = ?1 AND status IN {ANY_STATUS} \
+                         AND message_id = ?2"
+                    ))?
+                    .execute([tenant, id])?;
+                    gone += conn
+                        .prepare_cached("DELETE FROM messages WHERE tenant_id = ?1 AND id = ?2")?
+                        .execute([tenant, id])? as u64;
                 }
                 Ok(Purged { messages: gone, attempts })
             })

@@ -244,7 +244,7 @@ async fn graceful_shutdown_lets_requests_in_flight_finish() {
     let store = app.engine.store().clone();
     app.stop().await;
     let message_id = herald_core::MessageId::parse(&id, "id").unwrap();
-    let deliveries = store.message_deliveries(&message_id).await.unwrap();
+    let deliveries = store.message_deliveries(&herald_core::TenantId::parse("acme", "tenant").unwrap(), &message_id).await.unwrap();
     assert_eq!(
         deliveries[0].status,
         herald_core::delivery::DeliveryStatus::Succeeded

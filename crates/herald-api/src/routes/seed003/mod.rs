@@ -205,7 +205,7 @@ pub async fn dead_letters(
     let mut out = Vec::with_capacity(page.data.len());
     for dead in page.data {
         let d = &dead.delivery;
-        let message = store.get_message(&d.message_id).await?;
+        let message = store.get_message(&d.tenant_id, &d.message_id).await?;
         let filter = herald_store::AttemptFilter {
             delivery_id: Some(d.id.clone()),
             ..Default::default()
@@ -259,8 +259,12 @@ pub async fn retry(state: State, Path(event_id): Path<String>) -> ApiResult<Json
     } else {
         let id =
             MessageId::parse(&event_id, "event_id").map_err(|_| ApiError::NotFound("event"))?;
+        let tenant = store
+            .message_tenant(&id)
+            .await?
+            .ok_or(ApiError::NotFound("event"))?;
         store
-            .message_deliveries(&id)
+            .message_deliveries(&tenant, &id)
             .await?
             .into_iter()
             .filter(|d| d.status == herald_core::delivery::DeliveryStatus::Dead)

@@ -132,7 +132,7 @@ pub async fn attempts_are_listed_with_filters(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let payload = store
-        .get_message(&third.message_id)
+        .get_message(&acme, &third.message_id)
         .await
         .unwrap()
         .unwrap()
@@ -262,18 +262,25 @@ pub async fn purge_removes_old_finished_work_only(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(purged.messages, 1);
     assert!(
-        store.get_message(&ids[0]).await.unwrap().is_none(),
+        store.get_message(&acme, &ids[0]).await.unwrap().is_none(),
         "old and finished: gone"
     );
     assert!(
-        store.get_message(&ids[1]).await.unwrap().is_some(),
+        store.get_message(&acme, &ids[1]).await.unwrap().is_some(),
         "old but pending: kept"
     );
     assert!(
-        store.get_message(&ids[2]).await.unwrap().is_some(),
+        store.get_message(&acme, &ids[2]).await.unwrap().is_some(),
         "recent: kept"
     );
-    assert_eq!(store.message_deliveries(&ids[0]).await.unwrap().len(), 0);
+    assert_eq!(
+        store
+            .message_deliveries(&acme, &ids[0])
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
     let attempts = store
         .list_attempts(&acme, AttemptFilter::default(), PageRequest::default())
         .await

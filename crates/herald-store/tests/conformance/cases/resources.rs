@@ -59,7 +59,11 @@ pub async fn tenants_are_created_listed_and_deleted(store: Arc<dyn Store>) {
     );
     assert!(store.get_tenant(&a).await.unwrap().is_none());
     assert!(store.get_endpoint(&ep.id).await.unwrap().is_none());
-    assert!(store.get_message(&open.message_id).await.unwrap().is_none());
+    assert!(store
+        .get_message(&a, &open.message_id)
+        .await
+        .unwrap()
+        .is_none());
     assert!(matches!(
         store.delete_tenant(&a).await,
         Err(StoreError::NotFound)
@@ -142,7 +146,7 @@ pub async fn messages_are_listed_with_filters_and_cursors(store: Arc<dyn Store>)
         ids.push(i.message.id.clone());
         store.ingest(i, None).await.unwrap();
     }
-    let got = store.get_message(&ids[0]).await.unwrap().unwrap();
+    let got = store.get_message(&acme, &ids[0]).await.unwrap().unwrap();
     assert_eq!(got.payload, r#"{"a":1}"#);
     assert_eq!(got.headers.get("X-Trace").map(String::as_str), Some("t1"));
     assert_eq!(got.context, Some(serde_json::json!({"source": "test"})));
@@ -200,5 +204,12 @@ pub async fn messages_are_listed_with_filters_and_cursors(store: Arc<dyn Store>)
             .len(),
         2
     );
-    assert_eq!(store.message_deliveries(&ids[0]).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .message_deliveries(&acme, &ids[0])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
