@@ -69,9 +69,9 @@ async fn a_send_callback_published_as_seed_000_says_arrives_signed() {
 }
 
 amqp_test! {
-async fn a_burst_of_a_thousand_arrives_whole() {
+async fn a_burst_of_a_thousand_arrives_whole_and_is_acked() {
     let queue = Broker::queue_name("burst");
-    let _app = app_on(&queue, None).await;
+    let mut app = app_on(&queue, None).await;
     let broker = Broker::connect().await;
     let rx = Receiver::start().await;
     for n in 0..1_000 {
@@ -81,6 +81,14 @@ async fn a_burst_of_a_thousand_arrives_whole() {
     let got = rx.wait_for_within("/burst", 1_000, Duration::from_secs(60)).await;
     let seen: HashSet<i64> = got.iter().map(|r| r.json()["n"].as_i64().unwrap()).collect();
     assert_eq!(seen.len(), 1_000);
+    // Acks go in runs (`multiple`): once all are counted, closing the consumer
+    // must give nothing back to the queue.
+    eventually("every message to be acked", Duration::from_secs(10), || async {
+        metric(&app, "herald_amqp_messages_total{outcome=\"accepted\"} 1000").await.then_some(())
+    })
+    .await;
+    app.stop().await;
+    assert_eq!(broker.depth(&queue).await, 0, "nothing went back to the queue unacked");
 }
 }
 
