@@ -18,8 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-mod settle;
-
 use futures_lite::StreamExt;
 use herald_core::message::{CallbackSpec, MessageSpec};
 use herald_core::TenantId;
@@ -33,6 +31,8 @@ use settle::{Fate, Report};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+mod settle;
 
 /// Where and how to consume.
 #[derive(Clone, Debug)]

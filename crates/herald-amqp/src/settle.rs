@@ -48,7 +48,7 @@ impl<A> Default for Window<A> {
 }
 
 /// One multiple ack: its tag, that tag's acker, and how many commits it answers.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub(crate) struct Ready<A> {
     tag: u64,
     acker: A,
@@ -89,8 +89,8 @@ impl<A> Window<A> {
         }
     }
 
-    /// The newest committed tag that one multiple ack may answer; the tags it
-    /// answers leave the window.
+    /// The newest committed tag that one multiple ack may answer. The tags it
+    /// answers leave the window, and so do those already settled on their own.
     pub(crate) fn ready(&mut self) -> Option<Ready<A>> {
         let mut ready: Option<Ready<A>> = None;
         while let Some((_, mark)) = self.open.front() {

@@ -272,6 +272,11 @@ pub(crate) const MESSAGE_HAS_STATUS: &str =
     "EXISTS (SELECT 1 FROM deliveries s WHERE s.tenant_id = messages.tenant_id \
      AND s.status = ? AND s.message_id = messages.id)";
 
+/// Joins a delivery `d` to its message `m` (on SQLite messages are indexed by
+/// tenant only).
+pub(crate) const JOIN_MESSAGE: &str =
+    "JOIN messages m ON m.tenant_id = d.tenant_id AND m.id = d.message_id";
+
 /// A message's columns when joined as `m` after a delivery's, for `message_at`.
 pub(crate) const JOINED_MESSAGE_COLUMNS: &str =
     "m.id, m.tenant_id, m.event_type, m.payload, m.headers, m.context, m.idempotency_key, m.created_at";
@@ -296,7 +301,7 @@ pub(crate) fn message_list_sql(
     if by_status {
         format!(
             "SELECT {columns} FROM messages WHERE (tenant_id, id) IN (SELECT d.tenant_id, d.message_id \
-             FROM deliveries d JOIN messages m ON m.tenant_id = d.tenant_id AND m.id = d.message_id \
+             FROM deliveries d {JOIN_MESSAGE} \
              WHERE {conditions} GROUP BY d.tenant_id, d.message_id ORDER BY d.message_id DESC LIMIT {limit}) \
              ORDER BY id DESC"
         )

@@ -208,7 +208,7 @@ impl MessageStore for PgStore {
             "SELECT {DELIVERY_COLUMNS}, m.event_type, \
              COALESCE(d.target_url, e.url, ''), \
              (d.endpoint_id IS NULL OR NOT COALESCE(e.deleted, TRUE)) \
-             FROM deliveries d JOIN messages m ON m.id = d.message_id \
+             FROM deliveries d {JOIN_MESSAGE} \
              LEFT JOIN endpoints e ON e.id = d.endpoint_id \
              WHERE {} ORDER BY d.id DESC LIMIT {}",
             c.sql(),

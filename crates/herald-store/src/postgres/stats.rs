@@ -162,7 +162,7 @@ impl StatsStore for PgStore {
         let rows = sqlx::query(&format!(
             "SELECT {DELIVERY_COLUMNS}, m.event_type, COALESCE(d.target_url, e.url, ''), \
              (d.endpoint_id IS NULL OR NOT COALESCE(e.deleted, TRUE)) \
-             FROM deliveries d JOIN messages m ON m.id = d.message_id LEFT JOIN endpoints e ON e.id = d.endpoint_id \
+             FROM deliveries d {JOIN_MESSAGE} LEFT JOIN endpoints e ON e.id = d.endpoint_id \
              WHERE d.status = 'dead' AND ($2::text IS NULL OR d.tenant_id = $2) ORDER BY d.dead_at DESC LIMIT $1"
         ))
         .bind(limit as i64)

@@ -88,7 +88,7 @@ impl WorkStore for PgStore {
         };
         let rows = sqlx::query(&format!(
             "SELECT {DELIVERY_COLUMNS}, {JOINED_MESSAGE_COLUMNS} FROM deliveries d \
-             JOIN messages m ON m.id = d.message_id \
+             {JOIN_MESSAGE} \
              WHERE {lane_sql} AND d.status IN {OPEN} AND d.lease_owner = $2 \
              ORDER BY {order} LIMIT $3"
         ))

@@ -313,7 +313,7 @@ impl MessageStore for SqliteStore {
                 "SELECT {DELIVERY_COLUMNS}, m.event_type, \
                  COALESCE(d.target_url, e.url, ''), \
                  (d.endpoint_id IS NULL OR e.deleted = 0) \
-                 FROM deliveries d JOIN messages m ON m.tenant_id = d.tenant_id AND m.id = d.message_id \
+                 FROM deliveries d {JOIN_MESSAGE} \
                  LEFT JOIN endpoints e ON e.id = d.endpoint_id \
                  WHERE {} ORDER BY d.id DESC LIMIT {}",
                 c.sql(),

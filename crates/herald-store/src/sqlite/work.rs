@@ -118,7 +118,7 @@ impl WorkStore for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {DELIVERY_COLUMNS}, {JOINED_MESSAGE_COLUMNS} FROM deliveries d INDEXED BY {index} \
-                 JOIN messages m ON m.tenant_id = d.tenant_id AND m.id = d.message_id \
+                 {JOIN_MESSAGE} \
                  WHERE {lane_sql} AND d.status IN {OPEN} AND d.lease_owner = ?2 \
                  ORDER BY {order} LIMIT ?3"
             ))?;
