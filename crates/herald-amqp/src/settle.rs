@@ -77,14 +77,8 @@ impl<A> Window<A> {
     }
 
     fn mark(&mut self, tag: u64, mark: Mark<A>) {
-        // A channel's tags count up by one, so a tag's place is its distance from
-        // the oldest; the search is only a fallback.
-        let at = self.open.front().and_then(|(oldest, _)| {
-            let i = usize::try_from(tag.checked_sub(*oldest)?).ok()?;
-            (self.open.get(i)?.0 == tag).then_some(i)
-        });
-        let at = at.or_else(|| self.open.iter().position(|(t, _)| *t == tag));
-        if let Some(i) = at {
+        // Tags arrive in increasing order, so the window is sorted by tag.
+        if let Ok(i) = self.open.binary_search_by_key(&tag, |(t, _)| *t) {
             self.open[i].1 = mark;
         }
     }
