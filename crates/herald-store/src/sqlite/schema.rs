@@ -167,6 +167,41 @@ CREATE UNIQUE INDEX messages_idempotency ON messages (tenant_id, idempotency_key
 CREATE INDEX messages_event_type ON messages (tenant_id, event_type, id);
 DROP INDEX deliveries_message;
 "#,
+    // Attempts are kept in the order they are found by, tenant and id, with no
+    // rowid: every recorded attempt writes two b-trees (this one and
+    // `attempts_delivery`) instead of four.
+    r#"
+CREATE TABLE attempts_by_tenant (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    endpoint_id TEXT,
+    attempt INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    url TEXT NOT NULL,
+    request_headers TEXT NOT NULL,
+    request_body TEXT,
+    body_from_payload INTEGER NOT NULL DEFAULT 0,
+    response_status INTEGER,
+    response_headers TEXT NOT NULL,
+    response_body TEXT,
+    duration_ms INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    error_kind TEXT,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+INSERT INTO attempts_by_tenant
+    SELECT tenant_id, id, delivery_id, message_id, endpoint_id, attempt, method, url,
+        request_headers, request_body, body_from_payload, response_status, response_headers,
+        response_body, duration_ms, outcome, error_kind, error, created_at
+    FROM attempts;
+DROP TABLE attempts;
+ALTER TABLE attempts_by_tenant RENAME TO attempts;
+CREATE INDEX attempts_delivery ON attempts (delivery_id);
+"#,
 ];
 
 /// The migration that adds `target_origin`, counted from 1.
@@ -219,6 +254,57 @@ mod tests {
 
     /// The migration that makes `messages` again without the index of its ids.
     const BY_TENANT: usize = 10;
+    /// The migration that keeps `attempts` by tenant and id, without a rowid.
+    const ATTEMPTS_BY_TENANT: usize = 11;
+
+    fn indexes(conn: &Connection, table: &str) -> Vec<String> {
+        conn.prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 ORDER BY name",
+        )
+        .unwrap()
+        .query_map([table], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    #[test]
+    fn attempts_survive_being_kept_by_tenant() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate_to(&conn, ATTEMPTS_BY_TENANT - 1).unwrap();
+        let insert = "INSERT INTO attempts (id, delivery_id, message_id, tenant_id, endpoint_id, attempt, \
+                      method, url, request_headers, request_body, body_from_payload, response_status, \
+                      response_headers, response_body, duration_ms, outcome, error_kind, error, created_at) \
+                      VALUES ('att_1', 'dlv_1', 'msg_1', 'acme', 'ep_1', 2, 'POST', 'http://x/', '{}', \
+                      NULL, 1, 500, '{\"a\":\"b\"}', 'no', 12, 'retry', 'status', 'HTTP 500', 7)";
+        conn.execute(insert, []).unwrap();
+        migrate(&conn).unwrap();
+
+        let kept: (String, i64, i64, String, String, i64) = conn
+            .query_row(
+                "SELECT delivery_id, attempt, body_from_payload, response_headers, error, created_at \
+                 FROM attempts WHERE tenant_id = 'acme' AND id = 'att_1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            kept,
+            (
+                "dlv_1".into(),
+                2,
+                1,
+                "{\"a\":\"b\"}".into(),
+                "HTTP 500".into(),
+                7
+            )
+        );
+        assert!(
+            conn.execute(insert, []).is_err(),
+            "(tenant, id) stays unique"
+        );
+        assert_eq!(indexes(&conn, "attempts"), ["attempts_delivery"]);
+    }
 
     #[test]
     fn messages_survive_being_made_again_without_an_index_of_ids() {
@@ -242,15 +328,8 @@ mod tests {
             conn.execute(insert, []).is_err(),
             "(tenant, id) stays unique"
         );
-        let indexes: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages' ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
         assert_eq!(
-            indexes,
+            indexes(&conn, "messages"),
             [
                 "messages_event_type",
                 "messages_idempotency",

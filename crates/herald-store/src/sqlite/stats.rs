@@ -16,13 +16,19 @@ fn durations(
     tenant: Option<&str>,
     since_id: &str,
 ) -> rusqlite::Result<Vec<(String, u64)>> {
-    let mut params: Vec<rusqlite::types::Value> = vec![since_id.to_string().into()];
-    let mut sql = "SELECT outcome, duration_ms FROM attempts WHERE id >= ?1".to_string();
-    if let Some(t) = tenant {
-        sql.push_str(" AND tenant_id = ?2");
-        params.push(t.to_string().into());
-    }
-    conn.prepare(&sql)?
+    // Attempts are kept by tenant, so all of them are read tenant by tenant.
+    let (sql, params): (&str, Vec<&str>) = match tenant {
+        Some(t) => (
+            "SELECT outcome, duration_ms FROM attempts WHERE tenant_id = ?2 AND id >= ?1",
+            vec![since_id, t],
+        ),
+        None => (
+            "SELECT a.outcome, a.duration_ms FROM tenants t CROSS JOIN attempts a \
+             ON a.tenant_id = t.id AND a.id >= ?1",
+            vec![since_id],
+        ),
+    };
+    conn.prepare_cached(sql)?
         .query_map(params_from_iter(params), |r| {
             Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
         })?
@@ -213,13 +219,14 @@ impl StatsStore for SqliteStore {
     ) -> StoreResult<Purged> {
         self.writer
             .write(move |conn| {
+                // Attempts and messages are kept by tenant, so the old ones are
+                // looked for tenant by tenant (deleting a tenant deletes its rows);
+                // CROSS JOIN keeps the tenants the outer loop.
                 let attempts = conn.execute(
-                    "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE id < ?1 LIMIT ?2)",
+                    "DELETE FROM attempts WHERE (tenant_id, id) IN (SELECT a.tenant_id, a.id \
+                     FROM tenants t CROSS JOIN attempts a ON a.tenant_id = t.id AND a.id < ?1 LIMIT ?2)",
                     params![cutoff_id("att_", attempts_before), limit],
                 )? as u64;
-                // Messages are indexed by tenant only, so the old ones are looked
-                // for tenant by tenant (deleting a tenant deletes its messages);
-                // CROSS JOIN keeps the tenants the outer loop.
                 let old: Vec<(String, String)> = conn
                     .prepare(&format!(
                         "SELECT m.tenant_id, m.id FROM tenants t CROSS JOIN messages m \

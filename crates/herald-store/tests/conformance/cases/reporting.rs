@@ -220,6 +220,13 @@ pub async fn stats_count_what_happened(store: Arc<dyn Store>) {
         ),
         (3, 1, 1, 1, 5)
     );
+    let globex = tenant(&store, "globex").await;
+    let theirs = delivery(&store, &globex, None, Some(&node)).await;
+    try_once(&store, &theirs, &node, 1, NextState::Succeeded).await;
+    let everyone = store.attempt_stats(None, 0).await.unwrap();
+    assert_eq!((everyone.total, everyone.success), (4, 2), "every tenant's");
+    let acme_only = store.attempt_stats(Some(&acme), 0).await.unwrap();
+    assert_eq!(acme_only.total, 3);
     let open = store.open_stats(10_000_000).await.unwrap();
     assert_eq!(
         (open.pending, open.delivering, open.oldest_due),
@@ -286,9 +293,12 @@ pub async fn purge_removes_old_finished_work_only(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(attempts.data.len(), 1, "the recent message's attempt stays");
-    // Attempts age out on their own clock.
+    let globex = tenant(&store, "globex").await;
+    let theirs = delivery(&store, &globex, None, Some(&node)).await;
+    try_once(&store, &theirs, &node, 1, NextState::Succeeded).await;
+    // Attempts age out on their own clock, in every tenant.
     let purged = store.purge(now - 30 * day, now + day, 100).await.unwrap();
-    assert_eq!(purged.attempts, 1);
+    assert_eq!(purged.attempts, 2);
 }
 
 fn rand_bits() -> u128 {
