@@ -22,8 +22,16 @@ struct Steady {
     p50: f64,
     p99: f64,
     max: f64,
+    /// Post sent → 201 received: the ingest's share of the latency.
+    ingest_p99: f64,
     delivered: usize,
+    /// The seconds of the phase (counted from its start) in which a message took
+    /// longer than [`SLOW_MS`] to arrive: how many did, and the longest.
+    slow: Vec<(u64, usize, f64)>,
 }
+
+/// The latency target at the steady rate; slower messages are reported by second.
+const SLOW_MS: f64 = 50.0;
 
 pub(crate) struct Settings {
     pub backlog: usize,
@@ -49,6 +57,7 @@ async fn steady(
     let mut ticks = tokio::time::interval(Duration::from_millis(TICK_MS));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut posts = Vec::new();
+    let started = Instant::now();
     for tick in 0..seconds * 1000 / TICK_MS {
         ticks.tick().await;
         for i in 0..per_tick {
@@ -58,15 +67,18 @@ async fn steady(
                 let at = Instant::now();
                 let body = json!({"event_type": "steady", "payload": payload(n)});
                 let created: Created = post(&http, &url, body).await?;
-                anyhow::Ok((created.id, at))
+                anyhow::Ok((created.id, at, Instant::now()))
             }));
         }
     }
     let mut sent = Sent::new();
+    let mut ingest = Vec::with_capacity(posts.len());
     for p in posts {
-        let (id, at) = p.await??;
+        let (id, at, answered) = p.await??;
+        ingest.push(answered.duration_since(at).as_secs_f64() * 1000.0);
         sent.insert(id, at);
     }
+    ingest.sort_by(f64::total_cmp);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let arrived = arrivals.seen.lock().unwrap().len();
@@ -81,26 +93,42 @@ async fn steady(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let seen = arrivals.seen.lock().unwrap();
-    let mut latencies: Vec<f64> = seen
+    // (second of the phase it was sent in, latency)
+    let timed: Vec<(u64, f64)> = seen
         .iter()
         .filter_map(|(id, times)| {
-            Some(
-                times
-                    .iter()
-                    .min()?
-                    .duration_since(*sent.get(id)?)
-                    .as_secs_f64()
-                    * 1000.0,
-            )
+            let at = *sent.get(id)?;
+            let latency = times.iter().min()?.duration_since(at).as_secs_f64() * 1000.0;
+            Some((at.duration_since(started).as_secs(), latency))
         })
         .collect();
+    let mut slow: std::collections::BTreeMap<u64, (usize, f64)> = Default::default();
+    for &(second, latency) in timed.iter().filter(|(_, l)| *l > SLOW_MS) {
+        let entry = slow.entry(second).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.max(latency);
+    }
+    let mut latencies: Vec<f64> = timed.iter().map(|(_, l)| *l).collect();
     latencies.sort_by(f64::total_cmp);
     Ok(Steady {
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
         max: latencies.last().copied().unwrap_or_default(),
+        ingest_p99: percentile(&ingest, 0.99),
         delivered: latencies.len(),
+        slow: slow.into_iter().map(|(s, (n, max))| (s, n, max)).collect(),
     })
+}
+
+/// "3 s: 212 (max 439 ms), 9 s: 4 (max 61 ms)", or "none".
+fn slow_seconds(slow: &[(u64, usize, f64)]) -> String {
+    if slow.is_empty() {
+        return "none".into();
+    }
+    slow.iter()
+        .map(|(second, n, max)| format!("{second} s: {n} (max {max:.0} ms)"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn create_endpoints(herald: &Herald, target: &str) -> anyhow::Result<()> {
@@ -173,15 +201,22 @@ pub(crate) async fn run(
     let held = herald.metric("herald_scheduler_held_deliveries").await?;
 
     println!("\n(d) backlog: {backlog} messages for a dead endpoint (connection refused) pushed at {fill_rate:.0} msg/s; {open:.0} deliveries open at the end, {held:.0} of them held in memory");
-    println!("| healthy endpoint at {rate} msg/s for {steady_seconds} s | delivered | p50 ms | p99 ms | max ms |");
-    println!("|---|---|---|---|---|");
-    for (name, s) in [
+    println!("| healthy endpoint at {rate} msg/s for {steady_seconds} s | delivered | p50 ms | p99 ms | max ms | ingest p99 ms |");
+    println!("|---|---|---|---|---|---|");
+    let phases = [
         ("without a backlog", &baseline),
         ("beside the backlog", &loaded),
-    ] {
+    ];
+    for (name, s) in phases {
         println!(
-            "| {name} | {} | {:.1} | {:.1} | {:.1} |",
-            s.delivered, s.p50, s.p99, s.max
+            "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            s.delivered, s.p50, s.p99, s.max, s.ingest_p99
+        );
+    }
+    for (name, s) in phases {
+        println!(
+            "messages over {SLOW_MS} ms {name}, by second of the phase: {}",
+            slow_seconds(&s.slow)
         );
     }
     println!(
