@@ -1,9 +1,11 @@
 //! In-memory copies of what every ingest and every attempt reads: a tenant's
-//! endpoints (for fan-out) and tenants' default retry policies. The engine is the
-//! only writer of endpoints and tenants in this process, so it refreshes an entry
-//! whenever it changes one; a miss reads the store.
+//! endpoints (for fan-out) and tenants' default retry policies. The engine
+//! refreshes an entry whenever it changes one, and forgets what other processes
+//! sharing the store changed as the store announces it; a miss reads the store.
+//! A read that a forgetting overtook is not kept: it may be older than the change.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use herald_core::endpoint::Endpoint;
@@ -22,6 +24,8 @@ pub(crate) struct Cache {
     store: Arc<dyn Store>,
     tenants: RwLock<HashMap<TenantId, Option<TenantEntry>>>,
     endpoints: RwLock<HashMap<EndpointId, Arc<Endpoint>>>,
+    /// Counts forgettings; bumped while holding the lock of the map forgotten from.
+    generation: AtomicU64,
 }
 
 fn read<K, V>(lock: &RwLock<HashMap<K, V>>) -> std::sync::RwLockReadGuard<'_, HashMap<K, V>> {
@@ -38,7 +42,16 @@ impl Cache {
             store,
             tenants: RwLock::default(),
             endpoints: RwLock::default(),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The tenant's settings and endpoints; `None` when the tenant does not exist.
@@ -46,6 +59,7 @@ impl Cache {
         if let Some(entry) = read(&self.tenants).get(id) {
             return Ok(entry.clone());
         }
+        let seen = self.generation();
         let entry = match self.store.get_tenant(id).await? {
             None => None,
             Some(tenant) => {
@@ -57,8 +71,10 @@ impl Cache {
                     .map(Arc::new)
                     .collect();
                 let mut by_id = write(&self.endpoints);
-                for e in &endpoints {
-                    by_id.insert(e.id.clone(), e.clone());
+                if self.generation() == seen {
+                    for e in &endpoints {
+                        by_id.insert(e.id.clone(), e.clone());
+                    }
                 }
                 Some(TenantEntry {
                     retry_policy: tenant.retry_policy,
@@ -68,7 +84,10 @@ impl Cache {
         };
         // Cache only what exists: a tenant created by another path is then found.
         if entry.is_some() {
-            write(&self.tenants).insert(id.clone(), entry.clone());
+            let mut tenants = write(&self.tenants);
+            if self.generation() == seen {
+                tenants.insert(id.clone(), entry.clone());
+            }
         }
         Ok(entry)
     }
@@ -77,39 +96,60 @@ impl Cache {
         if let Some(e) = read(&self.endpoints).get(id) {
             return Ok(Some(e.clone()));
         }
+        let seen = self.generation();
         let found = self.store.get_endpoint(id).await?.map(Arc::new);
         if let Some(e) = &found {
-            write(&self.endpoints).insert(id.clone(), e.clone());
+            self.keep_endpoint(id, e, seen);
         }
         Ok(found)
     }
 
-    /// Reads an endpoint the store changed on its own (`disable_endpoint`) back into
-    /// the cache; `None` when it cannot be read (the next miss reads it).
+    fn keep_endpoint(&self, id: &EndpointId, endpoint: &Arc<Endpoint>, seen: u64) {
+        let mut endpoints = write(&self.endpoints);
+        if self.generation() == seen {
+            endpoints.insert(id.clone(), endpoint.clone());
+        }
+    }
+
+    /// Reads an endpoint changed elsewhere (by the store on its own, or by another
+    /// process) back into the cache: `None` when it is gone. On an error it stays
+    /// forgotten, and the next miss reads it.
     pub async fn reload_endpoint(
         &self,
         id: &EndpointId,
         tenant: &TenantId,
-    ) -> Option<Arc<Endpoint>> {
-        write(&self.endpoints).remove(id);
-        self.forget_tenant(tenant);
-        match self.store.get_endpoint(id).await {
-            Ok(Some(e)) => {
-                let e = Arc::new(e);
-                write(&self.endpoints).insert(id.clone(), e.clone());
-                Some(e)
-            }
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(endpoint_id = %id, error = %e, "cannot reload a disabled endpoint");
-                None
-            }
+    ) -> StoreResult<Option<Arc<Endpoint>>> {
+        {
+            let mut endpoints = write(&self.endpoints);
+            self.bump();
+            endpoints.remove(id);
         }
+        self.forget_tenant(tenant);
+        let seen = self.generation();
+        let found = self.store.get_endpoint(id).await?.map(Arc::new);
+        if let Some(e) = &found {
+            self.keep_endpoint(id, e, seen);
+        }
+        Ok(found)
     }
 
     /// Forgets what is known of a tenant (its settings or its endpoint list changed).
     pub fn forget_tenant(&self, id: &TenantId) {
-        write(&self.tenants).remove(id);
+        let mut tenants = write(&self.tenants);
+        self.bump();
+        tenants.remove(id);
+    }
+
+    /// Forgets everything; answers the endpoints that were known, with their tenants.
+    pub fn forget_all(&self) -> Vec<(EndpointId, TenantId)> {
+        let mut tenants = write(&self.tenants);
+        let mut endpoints = write(&self.endpoints);
+        self.bump();
+        tenants.clear();
+        endpoints
+            .drain()
+            .map(|(id, e)| (id, e.tenant_id.clone()))
+            .collect()
     }
 
     /// Records an endpoint's new state (`None`: deleted).

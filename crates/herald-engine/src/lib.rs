@@ -35,7 +35,9 @@ use herald_core::message::ParsedMessage;
 use herald_core::retry::RetryPolicy;
 use herald_core::{EndpointId, MessageId, TenantId, ValidationError};
 use herald_store::prelude::*;
-use herald_store::{Delivery, Ingest, IngestResult, NodeId, StoreError, StoredMessage, Tenant};
+use herald_store::{
+    ConfigChange, Delivery, Ingest, IngestResult, NodeId, StoreError, StoredMessage, Tenant,
+};
 use tokio::sync::mpsc;
 
 pub use breaker::BreakerConfig;
@@ -186,6 +188,9 @@ struct Inner {
     circuits: Arc<Circuits>,
     /// Taken by the one `run_workers` call.
     scheduler: Mutex<Option<(mpsc::UnboundedReceiver<Command>, Arc<WorkerCtx>)>>,
+    /// Taken by the one `follow_config` call; subscribed at once, so no change
+    /// made after the engine exists is missed.
+    config_changes: Mutex<Option<tokio::sync::broadcast::Receiver<ConfigChange>>>,
 }
 
 impl Engine {
@@ -210,12 +215,13 @@ impl Engine {
                 metrics,
                 node,
                 delivering: AtomicBool::new(false),
-                store,
                 cache,
                 config,
                 commands,
                 scheduler: Mutex::new(Some((receiver, ctx))),
                 circuits,
+                config_changes: Mutex::new(store.config_changes()),
+                store,
             }),
         }
     }

@@ -1,11 +1,14 @@
 //! Operations that change what is scheduled: resend, cancel, replay, and changes
-//! to endpoints and tenants (which the caches and the scheduler must hear of).
+//! to endpoints and tenants (which the caches and the scheduler must hear of,
+//! whichever process sharing the store made them).
 
 use std::sync::Arc;
 
 use herald_core::endpoint::Endpoint;
 use herald_core::{DeliveryId, EndpointId, MessageId, TenantId, ValidationError};
-use herald_store::{Delivery, ReplaySelector, StoreError, Tenant};
+use herald_store::{ConfigChange, Delivery, ReplaySelector, StoreError, Tenant};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
 use crate::scheduler::{now_ms, Command};
 use crate::{Engine, EngineError, EngineResult};
@@ -175,5 +178,48 @@ impl Engine {
         self.inner.cache.forget_tenant(id);
         self.send(Command::Close(open));
         Ok(())
+    }
+
+    /// Follows the changes to tenants and endpoints that the store announces (made
+    /// by any process sharing it) until `shutdown`: the caches forget them and the
+    /// scheduler gets changed endpoints anew. Returns at once on a store that only
+    /// this process writes.
+    pub async fn follow_config(&self, shutdown: CancellationToken) {
+        let taken = self
+            .inner
+            .config_changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(mut changes) = taken else {
+            return;
+        };
+        loop {
+            let change = tokio::select! {
+                () = shutdown.cancelled() => return,
+                change = changes.recv() => change,
+            };
+            match change {
+                Ok(ConfigChange::Tenant(id)) => self.inner.cache.forget_tenant(&id),
+                Ok(ConfigChange::Endpoint { tenant_id, id }) => {
+                    self.endpoint_changed(&id, &tenant_id).await
+                }
+                Ok(ConfigChange::Any) | Err(RecvError::Lagged(_)) => {
+                    for (id, tenant) in self.inner.cache.forget_all() {
+                        self.endpoint_changed(&id, &tenant).await;
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    async fn endpoint_changed(&self, id: &EndpointId, tenant: &TenantId) {
+        match self.inner.cache.reload_endpoint(id, tenant).await {
+            Ok(endpoint) => self.send(Command::EndpointChanged(id.clone(), endpoint)),
+            Err(e) => {
+                tracing::warn!(endpoint_id = %id, error = %e, "cannot read a changed endpoint")
+            }
+        }
     }
 }

@@ -227,6 +227,20 @@ pub enum OutcomeApplied {
     Stale,
 }
 
+/// A tenant or endpoint changed by some process (this one included), as announced
+/// by a store that several processes share.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConfigChange {
+    Tenant(TenantId),
+    Endpoint {
+        tenant_id: TenantId,
+        id: EndpointId,
+    },
+    /// Announcements may have been missed (the listener was reconnecting): anything
+    /// may have changed.
+    Any,
+}
+
 /// A page request: newest first, `cursor` is the last id of the previous page.
 #[derive(Clone, Debug, Default)]
 pub struct PageRequest {

@@ -181,7 +181,7 @@ impl App {
                 Ok(())
             }
         };
-        let (served, worked) = tokio::join!(
+        let (served, worked, ()) = tokio::join!(
             async {
                 let result = server.await;
                 shutdown.cancel();
@@ -191,7 +191,8 @@ impl App {
                 let result = delivering.await;
                 shutdown.cancel();
                 result
-            }
+            },
+            engine.follow_config(shutdown.clone())
         );
         if let Some(consuming) = consuming {
             consuming.await.context("the AMQP consumer failed")?;

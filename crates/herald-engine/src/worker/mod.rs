@@ -331,7 +331,13 @@ async fn record(
             }
             job.attempts = attempts;
             let endpoint = match disabled {
-                Some(id) => ctx.cache.reload_endpoint(&id, &job.tenant_id).await,
+                Some(id) => match ctx.cache.reload_endpoint(&id, &job.tenant_id).await {
+                    Ok(endpoint) => endpoint,
+                    Err(e) => {
+                        tracing::warn!(endpoint_id = %id, error = %e, "cannot reload a disabled endpoint");
+                        None
+                    }
+                },
                 None => None,
             };
             Finished {

@@ -22,10 +22,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use herald_core::endpoint::Endpoint;
-use herald_core::DeliveryId;
+use herald_core::{DeliveryId, EndpointId, TenantId};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 
 use self::rows::DELIVERY_COLUMNS;
 use self::writer::Writer;
@@ -39,9 +39,10 @@ pub struct PgStore {
     /// Seals endpoint configs and ad-hoc targets.
     key: MasterKey,
     writer: Writer,
-    /// The NOTIFY channel of this database and schema.
+    /// The NOTIFY channel of this database and schema for work nobody owns yet.
     channel: String,
     signal: Arc<Notify>,
+    config: broadcast::Sender<ConfigChange>,
 }
 
 /// Maps a driver error: connection trouble is `Unavailable` (503, retried), a
@@ -91,9 +92,15 @@ impl PgStore {
             .fetch_one(&pool)
             .await
             .map_err(pg)?;
-        let channel = format!("herald_work_{schema}");
+        let (channel, config_channel) = schema::channels(&schema);
         let signal = Arc::new(Notify::new());
-        tokio::spawn(listen(pool.clone(), channel.clone(), signal.clone()));
+        let (config, _) = broadcast::channel(1024);
+        tokio::spawn(listen(
+            pool.clone(),
+            [channel.clone(), config_channel],
+            signal.clone(),
+            config.clone(),
+        ));
         // Writers per queue: one makes the biggest batches, which is what counts on a
         // small machine (measured: two per queue lose a third of the rate on two
         // cores); large pools get a second and third to overlap commits.
@@ -105,6 +112,7 @@ impl PgStore {
             writer,
             channel,
             signal,
+            config,
         })
     }
 
@@ -113,13 +121,21 @@ impl PgStore {
     }
 }
 
-/// Forwards NOTIFYs on `channel` to `signal`, reconnecting with backoff.
-async fn listen(pool: PgPool, channel: String, signal: Arc<Notify>) {
+/// Forwards NOTIFYs on the work channel to `signal` and those on the config
+/// channel to `config`, reconnecting with backoff.
+async fn listen(
+    pool: PgPool,
+    [work, changes]: [String; 2],
+    signal: Arc<Notify>,
+    config: broadcast::Sender<ConfigChange>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let listener = async {
             let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(&channel).await?;
+            listener
+                .listen_all([work.as_str(), changes.as_str()])
+                .await?;
             Ok::<_, sqlx::Error>(listener)
         };
         match listener.await {
@@ -127,8 +143,13 @@ async fn listen(pool: PgPool, channel: String, signal: Arc<Notify>) {
                 backoff = Duration::from_millis(100);
                 // Whatever was announced while not listening is found by one look.
                 signal.notify_one();
-                while listener.recv().await.is_ok() {
-                    signal.notify_one();
+                let _ = config.send(ConfigChange::Any);
+                while let Ok(notification) = listener.recv().await {
+                    if notification.channel() == changes {
+                        let _ = config.send(config_change(notification.payload()));
+                    } else {
+                        signal.notify_one();
+                    }
                 }
             }
             Err(e) => tracing::debug!(error = %e, "NOTIFY listener cannot connect"),
@@ -138,6 +159,29 @@ async fn listen(pool: PgPool, channel: String, signal: Arc<Notify>) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Reads a config channel's payload (`{"tenant", "endpoint"?}`, see the schema).
+fn config_change(payload: &str) -> ConfigChange {
+    #[derive(serde::Deserialize)]
+    struct Changed {
+        tenant: String,
+        endpoint: Option<String>,
+    }
+    match serde_json::from_str::<Changed>(payload) {
+        Ok(Changed {
+            tenant,
+            endpoint: Some(id),
+        }) => ConfigChange::Endpoint {
+            tenant_id: TenantId::from_stored(tenant),
+            id: EndpointId::from_stored(id),
+        },
+        Ok(Changed {
+            tenant,
+            endpoint: None,
+        }) => ConfigChange::Tenant(TenantId::from_stored(tenant)),
+        Err(_) => ConfigChange::Any,
     }
 }
 
@@ -153,6 +197,10 @@ impl Store for PgStore {
             .await
             .map_err(pg)?;
         Ok(())
+    }
+
+    fn config_changes(&self) -> Option<broadcast::Receiver<ConfigChange>> {
+        Some(self.config.subscribe())
     }
 }
 

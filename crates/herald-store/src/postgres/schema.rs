@@ -140,7 +140,38 @@ DROP INDEX attempts_message;
     r#"
 ALTER TABLE attempts ADD COLUMN body_from_payload BOOLEAN NOT NULL DEFAULT false;
 "#,
+    // Every process keeps tenants and endpoints in memory: each change, whichever
+    // process makes it, is announced on the schema's config channel at commit.
+    r#"
+CREATE FUNCTION herald_config_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r RECORD;
+BEGIN
+    IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+    IF TG_TABLE_NAME = 'tenants' THEN
+        PERFORM pg_notify('herald_config_' || current_schema(),
+            json_build_object('tenant', r.id)::text);
+    ELSE
+        PERFORM pg_notify('herald_config_' || current_schema(),
+            json_build_object('tenant', r.tenant_id, 'endpoint', r.id)::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER tenants_changed AFTER INSERT OR UPDATE OR DELETE ON tenants
+    FOR EACH ROW EXECUTE FUNCTION herald_config_changed();
+CREATE TRIGGER endpoints_changed AFTER INSERT OR UPDATE OR DELETE ON endpoints
+    FOR EACH ROW EXECUTE FUNCTION herald_config_changed();
+"#,
 ];
+
+/// The channels of a schema: work nobody owns yet, and changed tenants and endpoints.
+pub(crate) fn channels(schema: &str) -> (String, String) {
+    (
+        format!("herald_work_{schema}"),
+        format!("herald_config_{schema}"),
+    )
+}
 
 /// The migration that adds `target_origin`, counted from 1.
 const ORIGINS: usize = 7;
@@ -168,7 +199,7 @@ pub(crate) async fn migrate(pool: &PgPool) -> StoreResult<()> {
         .await
         .map_err(pg)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
-        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        for statement in statements(sql) {
             sqlx::query(statement).execute(&mut *tx).await.map_err(pg)?;
         }
         if i + 1 == ORIGINS {
@@ -182,6 +213,25 @@ pub(crate) async fn migrate(pool: &PgPool) -> StoreResult<()> {
     }
     tx.commit().await.map_err(pg)?;
     Ok(())
+}
+
+/// A migration's statements: split at `;`, except inside `$$`-quoted bodies.
+fn statements(sql: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, part) in sql.match_indices(['$', ';']) {
+        match part {
+            "$" if sql[i..].starts_with("$$") && !sql[..i].ends_with('$') => quoted = !quoted,
+            ";" if !quoted => {
+                found.push(sql[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    found.push(sql[start..].trim());
+    found.retain(|s| !s.is_empty());
+    found
 }
 
 /// Sets `target_origin` on the open ad-hoc deliveries made before it existed.
@@ -207,4 +257,22 @@ async fn fill_origins(tx: &mut sqlx::PgConnection) -> StoreResult<()> {
     .await
     .map_err(pg)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statements;
+
+    #[test]
+    fn statements_split_at_semicolons_outside_dollar_quotes() {
+        let sql = "CREATE TABLE a (x INT);\nCREATE FUNCTION f() RETURNS trigger AS $$\nBEGIN\n    RETURN NULL;\nEND\n$$;\n CREATE INDEX i ON a (x) ;\n";
+        assert_eq!(
+            statements(sql),
+            [
+                "CREATE TABLE a (x INT)",
+                "CREATE FUNCTION f() RETURNS trigger AS $$\nBEGIN\n    RETURN NULL;\nEND\n$$",
+                "CREATE INDEX i ON a (x)",
+            ]
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Several herald processes on one PostgreSQL database: every message arrives
 //! exactly once, a killed process's work is taken over, ordered endpoints keep
-//! their order across processes, and work ingested by one process wakes another.
+//! their order across processes, work ingested by one process wakes another, and
+//! endpoints made or changed through one process are used so by the others.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -181,5 +182,56 @@ async fn work_ingested_by_one_process_wakes_another() {
         (r.status().as_u16(), ())
     };
     assert_eq!(status, 404, "a workers-only process serves no management API");
+}
+}
+
+/// Posts a message through the process at `base`; answers the 201's body.
+async fn send(http: &reqwest::Client, base: &str) -> Value {
+    let url = format!("{base}/api/v1/tenants/acme/messages");
+    post_ok(http, &url, json!({"event_type": "c", "payload": {}})).await
+}
+
+herald_test! {
+async fn an_endpoint_made_through_one_process_gets_what_another_ingests() {
+    let schema = test_schema().await.unwrap();
+    let rx = Receiver::start().await;
+    let one = Process::start(&schema.url(), &[], FAST_FAILOVER).await;
+    let other = Process::start(&schema.url(), &[], FAST_FAILOVER).await;
+    setup(&one.base(), json!({"url": rx.url("/first")})).await;
+    let http = reqwest::Client::new();
+    // The other process now holds the tenant's one endpoint in memory.
+    let before = send(&http, &other.base()).await;
+    assert_eq!(before["deliveries"].as_array().unwrap().len(), 1);
+    post_ok(&http, &format!("{}/api/v1/tenants/acme/endpoints", one.base()), json!({"url": rx.url("/second")})).await;
+    let id = eventually("a message through the other process to fan out to both", Duration::from_secs(10), || async {
+        let answer = send(&http, &other.base()).await;
+        (answer["deliveries"].as_array().unwrap().len() == 2).then(|| answer["id"].as_str().unwrap().to_string())
+    })
+    .await;
+    let arrived = rx.wait_for("/second", 1).await;
+    assert_eq!(arrived[0].header("x-event-id"), Some(id.as_str()));
+}
+}
+
+herald_test! {
+async fn an_endpoint_changed_through_one_process_is_sent_anew_by_another() {
+    let schema = test_schema().await.unwrap();
+    let rx = Receiver::start().await;
+    let one = Process::start(&schema.url(), &[], FAST_FAILOVER).await;
+    let other = Process::start(&schema.url(), &[], FAST_FAILOVER).await;
+    let http = reqwest::Client::new();
+    post_ok(&http, &format!("{}/api/v1/tenants", one.base()), json!({"id": "acme"})).await;
+    let endpoint = post_ok(&http, &format!("{}/api/v1/tenants/acme/endpoints", one.base()), json!({"url": rx.url("/old")})).await;
+    // The other process delivers what it ingests: its scheduler now holds the endpoint.
+    send(&http, &other.base()).await;
+    rx.wait_for("/old", 1).await;
+    let url = format!("{}/api/v1/tenants/acme/endpoints/{}", one.base(), endpoint["id"].as_str().unwrap());
+    let changed = http.patch(&url).json(&json!({"url": rx.url("/new")})).send().await.unwrap();
+    assert!(changed.status().is_success(), "{}", changed.text().await.unwrap());
+    eventually("a message through the other process to go to the new URL", Duration::from_secs(10), || async {
+        send(&http, &other.base()).await;
+        (!rx.requests("/new").is_empty()).then_some(())
+    })
+    .await;
 }
 }
