@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use herald_store::postgres::test_schema::TestSchema;
+
 use crate::helpers::{eventually, post_ok, test_schema, Process, Receiver, Reply};
 
 /// Settings that make failover quick enough to test.
@@ -185,6 +187,15 @@ async fn work_ingested_by_one_process_wakes_another() {
 }
 }
 
+/// Two processes on a schema of their own, and a receiver.
+async fn two_processes() -> (TestSchema, Receiver, Process, Process) {
+    let schema = test_schema().await.unwrap();
+    let rx = Receiver::start().await;
+    let one = Process::start(&schema.url(), &[], FAST_FAILOVER).await;
+    let other = Process::start(&schema.url(), &[], FAST_FAILOVER).await;
+    (schema, rx, one, other)
+}
+
 /// Posts a message through the process at `base`; answers the 201's body.
 async fn send(http: &reqwest::Client, base: &str) -> Value {
     let url = format!("{base}/api/v1/tenants/acme/messages");
@@ -193,10 +204,7 @@ async fn send(http: &reqwest::Client, base: &str) -> Value {
 
 herald_test! {
 async fn an_endpoint_made_through_one_process_gets_what_another_ingests() {
-    let schema = test_schema().await.unwrap();
-    let rx = Receiver::start().await;
-    let one = Process::start(&schema.url(), &[], FAST_FAILOVER).await;
-    let other = Process::start(&schema.url(), &[], FAST_FAILOVER).await;
+    let (_schema, rx, one, other) = two_processes().await;
     setup(&one.base(), json!({"url": rx.url("/first")})).await;
     let http = reqwest::Client::new();
     // The other process now holds the tenant's one endpoint in memory.
@@ -215,10 +223,7 @@ async fn an_endpoint_made_through_one_process_gets_what_another_ingests() {
 
 herald_test! {
 async fn an_endpoint_changed_through_one_process_is_sent_anew_by_another() {
-    let schema = test_schema().await.unwrap();
-    let rx = Receiver::start().await;
-    let one = Process::start(&schema.url(), &[], FAST_FAILOVER).await;
-    let other = Process::start(&schema.url(), &[], FAST_FAILOVER).await;
+    let (_schema, rx, one, other) = two_processes().await;
     let http = reqwest::Client::new();
     post_ok(&http, &format!("{}/api/v1/tenants", one.base()), json!({"id": "acme"})).await;
     let endpoint = post_ok(&http, &format!("{}/api/v1/tenants/acme/endpoints", one.base()), json!({"url": rx.url("/old")})).await;
