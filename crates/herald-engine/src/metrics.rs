@@ -31,6 +31,11 @@ pub struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PathLabel {
     pub path: String,
 }
@@ -68,6 +73,8 @@ pub struct Metrics {
     pub ingested: Family<PathLabel, Counter>,
     /// Management API requests by route template and status.
     pub api_requests: Family<RequestLabels, Counter>,
+    /// Changes to tenants and endpoints heard from a shared store and applied.
+    pub config_changes: Family<KindLabel, Counter>,
     pub pending: Gauge,
     pub in_flight: Gauge,
     /// How long the pending delivery due longest ago has waited.
@@ -142,6 +149,10 @@ impl Metrics {
         }
         let dead_letters = Counter::default();
         let api_requests = Family::<RequestLabels, Counter>::default();
+        let config_changes = Family::<KindLabel, Counter>::default();
+        for kind in ["tenant", "endpoint", "any"] {
+            let _ = config_changes.get_or_create(&KindLabel { kind: kind.into() });
+        }
         let pending = Gauge::default();
         let in_flight = Gauge::default();
         let oldest_due_age = Gauge::<f64, AtomicU64>::default();
@@ -165,6 +176,11 @@ impl Metrics {
             "herald_api_requests",
             "Management API requests, by route and status",
             api_requests.clone(),
+        );
+        registry.register(
+            "herald_config_changes",
+            "Changes to tenants and endpoints heard from a shared store and applied, by kind (tenant, endpoint, any: possibly missed)",
+            config_changes.clone(),
         );
         registry.register(
             "herald_deliveries_pending",
@@ -197,6 +213,7 @@ impl Metrics {
             dead_letters,
             ingested,
             api_requests,
+            config_changes,
             pending,
             in_flight,
             oldest_due_age,

@@ -199,18 +199,28 @@ impl Engine {
                 () = shutdown.cancelled() => return,
                 change = changes.recv() => change,
             };
-            match change {
-                Ok(ConfigChange::Tenant(id)) => self.inner.cache.forget_tenant(&id),
+            let kind = match change {
+                Ok(ConfigChange::Tenant(id)) => {
+                    self.inner.cache.forget_tenant(&id);
+                    "tenant"
+                }
                 Ok(ConfigChange::Endpoint { tenant_id, id }) => {
-                    self.endpoint_changed(&id, &tenant_id).await
+                    self.endpoint_changed(&id, &tenant_id).await;
+                    "endpoint"
                 }
                 Ok(ConfigChange::Any) | Err(RecvError::Lagged(_)) => {
                     for (id, tenant) in self.inner.cache.forget_all() {
                         self.endpoint_changed(&id, &tenant).await;
                     }
+                    "any"
                 }
                 Err(RecvError::Closed) => return,
-            }
+            };
+            self.inner
+                .metrics
+                .config_changes
+                .get_or_create(&crate::metrics::KindLabel { kind: kind.into() })
+                .inc();
         }
     }
 

@@ -144,7 +144,9 @@ async fn listen(
                 // Whatever was announced while not listening is found by one look.
                 signal.notify_one();
                 let _ = config.send(ConfigChange::Any);
-                while let Ok(notification) = listener.recv().await {
+                // `recv` would reconnect unseen and lose what came meanwhile; a lost
+                // connection ends this listener instead, and the next one says so.
+                while let Ok(Some(notification)) = listener.try_recv().await {
                     if notification.channel() == changes {
                         let _ = config.send(config_change(notification.payload()));
                     } else {

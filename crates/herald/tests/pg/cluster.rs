@@ -230,12 +230,73 @@ async fn an_endpoint_changed_through_one_process_is_sent_anew_by_another() {
     // The other process delivers what it ingests: its scheduler now holds the endpoint.
     send(&http, &other.base()).await;
     rx.wait_for("/old", 1).await;
-    let url = format!("{}/api/v1/tenants/acme/endpoints/{}", one.base(), endpoint["id"].as_str().unwrap());
-    let changed = http.patch(&url).json(&json!({"url": rx.url("/new")})).send().await.unwrap();
-    assert!(changed.status().is_success(), "{}", changed.text().await.unwrap());
+    change_url(&http, &one.base(), &endpoint, &rx.url("/new")).await;
     eventually("a message through the other process to go to the new URL", Duration::from_secs(10), || async {
         send(&http, &other.base()).await;
         (!rx.requests("/new").is_empty()).then_some(())
+    })
+    .await;
+}
+}
+
+async fn change_url(http: &reqwest::Client, base: &str, endpoint: &Value, url: &str) {
+    let path = format!(
+        "{base}/api/v1/tenants/acme/endpoints/{}",
+        endpoint["id"].as_str().unwrap()
+    );
+    let changed = http
+        .patch(&path)
+        .json(&json!({"url": url}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        changed.status().is_success(),
+        "{}",
+        changed.text().await.unwrap()
+    );
+}
+
+herald_test! {
+async fn a_change_made_while_a_process_was_not_listening_still_reaches_it() {
+    let (schema, rx, one, other) = two_processes().await;
+    let http = reqwest::Client::new();
+    post_ok(&http, &format!("{}/api/v1/tenants", one.base()), json!({"id": "acme"})).await;
+    let endpoint = post_ok(&http, &format!("{}/api/v1/tenants/acme/endpoints", one.base()), json!({"url": rx.url("/first")})).await;
+    // Once the other process has applied both endpoint changes (made, changed), it
+    // has heard of every change so far; the message after that leaves the tenant's
+    // endpoints in its memory.
+    change_url(&http, &one.base(), &endpoint, &rx.url("/heard")).await;
+    let applied = "herald_config_changes_total{kind=\"endpoint\"} 2";
+    eventually("the other process to apply both endpoint changes", Duration::from_secs(10), || async {
+        let metrics = http.get(format!("{}/metrics", other.base())).send().await.unwrap().text().await.unwrap();
+        metrics.lines().any(|l| l == applied).then_some(())
+    })
+    .await;
+    send(&http, &other.base()).await;
+    // Both processes lose their listening connections, and the endpoint is deleted
+    // (in SQL, behind herald's back) before either listens again: no notification
+    // of the deletion reaches them.
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&schema.url()).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let listening: Vec<i32> = sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE query LIKE $1 AND pid <> pg_backend_pid()")
+        .bind(format!("%herald_config_{}%", schema.name))
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(listening.len(), 2, "each process had one listening connection");
+    let ended: Vec<bool> = sqlx::query_scalar("SELECT pg_terminate_backend(pid, 5000) FROM unnest($1::int[]) AS pid")
+        .bind(&listening)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(ended, [true, true]);
+    sqlx::query("UPDATE endpoints SET deleted = TRUE").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    pool.close().await;
+    eventually("a message through the other process to have no endpoint left", Duration::from_secs(10), || async {
+        let answer = send(&http, &other.base()).await;
+        answer["deliveries"].as_array().unwrap().is_empty().then_some(())
     })
     .await;
 }
