@@ -71,7 +71,8 @@ fn arrivals(rx: &Receiver, path: &str) -> HashMap<String, usize> {
     seen
 }
 
-async fn setup(base: &str, endpoint: Value) {
+/// Makes the tenant `acme` with one endpoint; answers the endpoint as made.
+async fn setup(base: &str, endpoint: Value) -> Value {
     let http = reqwest::Client::new();
     post_ok(
         &http,
@@ -84,7 +85,7 @@ async fn setup(base: &str, endpoint: Value) {
         &format!("{base}/api/v1/tenants/acme/endpoints"),
         endpoint,
     )
-    .await;
+    .await
 }
 
 herald_test! {
@@ -202,6 +203,25 @@ async fn send(http: &reqwest::Client, base: &str) -> Value {
     post_ok(http, &url, json!({"event_type": "c", "payload": {}})).await
 }
 
+/// Changes the endpoint's URL through the process at `base`.
+async fn change_url(http: &reqwest::Client, base: &str, endpoint: &Value, url: &str) {
+    let path = format!(
+        "{base}/api/v1/tenants/acme/endpoints/{}",
+        endpoint["id"].as_str().unwrap()
+    );
+    let changed = http
+        .patch(&path)
+        .json(&json!({"url": url}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        changed.status().is_success(),
+        "{}",
+        changed.text().await.unwrap()
+    );
+}
+
 herald_test! {
 async fn an_endpoint_made_through_one_process_gets_what_another_ingests() {
     let (_schema, rx, one, other) = two_processes().await;
@@ -225,8 +245,7 @@ herald_test! {
 async fn an_endpoint_changed_through_one_process_is_sent_anew_by_another() {
     let (_schema, rx, one, other) = two_processes().await;
     let http = reqwest::Client::new();
-    post_ok(&http, &format!("{}/api/v1/tenants", one.base()), json!({"id": "acme"})).await;
-    let endpoint = post_ok(&http, &format!("{}/api/v1/tenants/acme/endpoints", one.base()), json!({"url": rx.url("/old")})).await;
+    let endpoint = setup(&one.base(), json!({"url": rx.url("/old")})).await;
     // The other process delivers what it ingests: its scheduler now holds the endpoint.
     send(&http, &other.base()).await;
     rx.wait_for("/old", 1).await;
@@ -239,30 +258,11 @@ async fn an_endpoint_changed_through_one_process_is_sent_anew_by_another() {
 }
 }
 
-async fn change_url(http: &reqwest::Client, base: &str, endpoint: &Value, url: &str) {
-    let path = format!(
-        "{base}/api/v1/tenants/acme/endpoints/{}",
-        endpoint["id"].as_str().unwrap()
-    );
-    let changed = http
-        .patch(&path)
-        .json(&json!({"url": url}))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        changed.status().is_success(),
-        "{}",
-        changed.text().await.unwrap()
-    );
-}
-
 herald_test! {
 async fn a_change_made_while_a_process_was_not_listening_still_reaches_it() {
     let (schema, rx, one, other) = two_processes().await;
     let http = reqwest::Client::new();
-    post_ok(&http, &format!("{}/api/v1/tenants", one.base()), json!({"id": "acme"})).await;
-    let endpoint = post_ok(&http, &format!("{}/api/v1/tenants/acme/endpoints", one.base()), json!({"url": rx.url("/first")})).await;
+    let endpoint = setup(&one.base(), json!({"url": rx.url("/first")})).await;
     // Once the other process has applied both endpoint changes (made, changed), it
     // has heard of every change so far; the message after that leaves the tenant's
     // endpoints in its memory.
