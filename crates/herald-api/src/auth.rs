@@ -65,7 +65,6 @@ pub async fn require_token(
     }
     match state
         .engine
-        .store()
         .find_token(&crate::routes::tokens::hash(presented))
         .await
     {

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::process::Herald;
 use crate::receiver::Arrivals;
-use crate::run::{ingest_http, payload, percentile, post, Created, Sent};
+use crate::run::{admin_client, ingest_http, payload, percentile, post, Created, Sent};
 
 /// Latency of one steady phase, in ms.
 struct Steady {
@@ -50,7 +50,7 @@ async fn steady(
     seconds: u64,
 ) -> anyhow::Result<Steady> {
     arrivals.reset();
-    let http = reqwest::Client::new();
+    let http = admin_client()?;
     let url = format!("{}/api/v1/tenants/bench/messages", herald.base);
     const TICK_MS: u64 = 10;
     let per_tick = (rate as u64 * TICK_MS / 1000).max(1) as usize;
@@ -132,7 +132,7 @@ fn slow_seconds(slow: &[(u64, usize, f64)]) -> String {
 }
 
 async fn create_endpoints(herald: &Herald, target: &str) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let http = admin_client()?;
     let base = &herald.base;
     post::<Value>(
         &http,
@@ -180,6 +180,7 @@ pub(crate) async fn run(
 
     let started = Instant::now();
     ingest_http(
+        admin_client()?,
         std::slice::from_ref(&herald.base),
         concurrency,
         backlog,

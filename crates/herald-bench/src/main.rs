@@ -70,6 +70,10 @@ struct Args {
     /// Length of each steady phase of the backlog scenario.
     #[arg(long, default_value_t = 20)]
     steady_seconds: u64,
+    /// herald runs with an admin token, and producers present a token of their
+    /// tenant, as in a multi-tenant deployment (without: no authentication).
+    #[arg(long)]
+    tenant_token: bool,
 }
 
 /// The physical limit: signed 1 KiB posts straight at the receiver.
@@ -163,6 +167,7 @@ fn report(name: &str, runs: &[Figures], limit: f64) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    run::TENANT_TOKENS.store(args.tenant_token, std::sync::atomic::Ordering::Relaxed);
     let wants = |s: &str| args.scenario == "all" || args.scenario.split(',').any(|x| x == s);
     let (addr, arrivals) = receiver::start().await?;
     let target = format!("http://{addr}/hook");

@@ -63,6 +63,9 @@ impl Herald {
             // The receiver lives on loopback.
             .env("HERALD_ALLOW_NETWORKS", "127.0.0.0/8")
             .stdout(Stdio::null());
+        if crate::run::TENANT_TOKENS.load(std::sync::atomic::Ordering::Relaxed) {
+            command.env("HERALD_ADMIN_TOKEN", crate::run::ADMIN_TOKEN);
+        }
         for (k, v) in env {
             command.env(k, v);
         }

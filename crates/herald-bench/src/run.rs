@@ -2,6 +2,7 @@
 //! the receiver has every delivery, and turn the arrivals into figures.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,49 @@ use serde_json::{json, Value};
 
 use crate::process::Herald;
 use crate::receiver::Arrivals;
+
+/// Whether herald runs with an admin token and producers present a tenant token
+/// (`--tenant-token`), as in a multi-tenant deployment.
+pub(crate) static TENANT_TOKENS: AtomicBool = AtomicBool::new(false);
+
+/// The admin token herald runs with under `--tenant-token`.
+pub(crate) const ADMIN_TOKEN: &str = "bench-admin-token";
+
+fn client(bearer: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = bearer {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse()?,
+        );
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
+/// A client for setting herald up: with the admin token under `--tenant-token`.
+pub(crate) fn admin_client() -> anyhow::Result<reqwest::Client> {
+    client(TENANT_TOKENS.load(Ordering::Relaxed).then_some(ADMIN_TOKEN))
+}
+
+/// A client for the producers: with a new token of the tenant `bench` under
+/// `--tenant-token`.
+async fn producer_client(base: &str) -> anyhow::Result<reqwest::Client> {
+    if !TENANT_TOKENS.load(Ordering::Relaxed) {
+        return client(None);
+    }
+    let made: Value = post(
+        &admin_client()?,
+        &format!("{base}/api/v1/tenants/bench/tokens"),
+        json!({"name": "producers"}),
+    )
+    .await?;
+    let token = made["token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no token in {made}"))?;
+    client(Some(token))
+}
 
 /// What one run measured.
 #[derive(Clone, Debug, Default)]
@@ -79,7 +123,7 @@ pub(crate) async fn create_endpoints(
     target: &str,
     endpoints: Endpoints,
 ) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let http = admin_client()?;
     post::<Value>(
         &http,
         &format!("{base}/api/v1/tenants"),
@@ -101,15 +145,15 @@ pub(crate) async fn create_endpoints(
     Ok(())
 }
 
-/// Posts `messages` of `event_type` to the native API, spread over the processes
-/// in `bases`.
+/// Posts `messages` of `event_type` to the native API with `http`, spread over the
+/// processes in `bases`.
 pub(crate) async fn ingest_http(
+    http: reqwest::Client,
     bases: &[String],
     concurrency: usize,
     messages: usize,
     event_type: &'static str,
 ) -> anyhow::Result<Sent> {
-    let http = reqwest::Client::new();
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
         let http = http.clone();
@@ -200,10 +244,11 @@ pub(crate) async fn through_herald(
 ) -> anyhow::Result<Figures> {
     arrivals.reset();
     create_endpoints(&heralds[0].base, target, endpoints).await?;
+    let producers = producer_client(&heralds[0].base).await?;
     let cpu_before: f64 = heralds.iter().map(Herald::cpu_seconds).sum();
     let bases: Vec<String> = heralds.iter().map(|h| h.base.clone()).collect();
     let started = Instant::now();
-    let sent = ingest_http(&bases, concurrency, messages, "bench.event").await?;
+    let sent = ingest_http(producers, &bases, concurrency, messages, "bench.event").await?;
     measure(
         heralds,
         arrivals,

@@ -1,8 +1,9 @@
 //! In-memory copies of what every ingest and every attempt reads: a tenant's
-//! endpoints (for fan-out) and tenants' default retry policies. The engine
-//! refreshes an entry whenever it changes one, and forgets what other processes
-//! sharing the store changed as the store announces it; a miss reads the store.
-//! A read that a forgetting overtook is not kept: it may be older than the change.
+//! endpoints (for fan-out), tenants' default retry policies, and the API tokens
+//! requests present (only tokens found: an unknown one is looked up each time).
+//! The engine refreshes an entry whenever it changes one, and forgets what other
+//! processes sharing the store changed as the store announces it; a miss reads the
+//! store. A read that a forgetting overtook is not kept: it may predate the change.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +13,7 @@ use herald_core::endpoint::Endpoint;
 use herald_core::retry::RetryPolicy;
 use herald_core::{EndpointId, TenantId};
 use herald_store::prelude::*;
-use herald_store::StoreResult;
+use herald_store::{ApiToken, StoreResult};
 
 #[derive(Clone)]
 pub(crate) struct TenantEntry {
@@ -24,6 +25,8 @@ pub(crate) struct Cache {
     store: Arc<dyn Store>,
     tenants: RwLock<HashMap<TenantId, Option<TenantEntry>>>,
     endpoints: RwLock<HashMap<EndpointId, Arc<Endpoint>>>,
+    /// Tokens found, by hash.
+    tokens: RwLock<HashMap<String, ApiToken>>,
     /// Counts forgettings; bumped while holding the lock of the map forgotten from.
     generation: AtomicU64,
 }
@@ -42,6 +45,7 @@ impl Cache {
             store,
             tenants: RwLock::default(),
             endpoints: RwLock::default(),
+            tokens: RwLock::default(),
             generation: AtomicU64::new(0),
         }
     }
@@ -133,19 +137,47 @@ impl Cache {
         Ok(found)
     }
 
-    /// Forgets what is known of a tenant (its settings or its endpoint list changed).
+    /// Forgets what is known of a tenant (its settings or its endpoint list changed,
+    /// or it is gone, and its tokens with it).
     pub fn forget_tenant(&self, id: &TenantId) {
         let mut tenants = write(&self.tenants);
+        let mut tokens = write(&self.tokens);
         self.bump();
         tenants.remove(id);
+        tokens.retain(|_, t| &t.tenant_id != id);
+    }
+
+    /// The token with this hash; `None` when no such token exists (or it was revoked).
+    pub async fn token(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
+        if let Some(token) = read(&self.tokens).get(hash) {
+            return Ok(Some(token.clone()));
+        }
+        let seen = self.generation();
+        let found = self.store.find_token(hash).await?;
+        if let Some(token) = &found {
+            let mut tokens = write(&self.tokens);
+            if self.generation() == seen {
+                tokens.insert(hash.to_string(), token.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Forgets a token (revoked).
+    pub fn forget_token(&self, id: &str) {
+        let mut tokens = write(&self.tokens);
+        self.bump();
+        tokens.retain(|_, t| t.id != id);
     }
 
     /// Forgets everything; answers the endpoints that were known, with their tenants.
     pub fn forget_all(&self) -> Vec<(EndpointId, TenantId)> {
         let mut tenants = write(&self.tenants);
         let mut endpoints = write(&self.endpoints);
+        let mut tokens = write(&self.tokens);
         self.bump();
         tenants.clear();
+        tokens.clear();
         endpoints
             .drain()
             .map(|(id, e)| (id, e.tenant_id.clone()))

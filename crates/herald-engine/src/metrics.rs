@@ -73,7 +73,7 @@ pub struct Metrics {
     pub ingested: Family<PathLabel, Counter>,
     /// Management API requests by route template and status.
     pub api_requests: Family<RequestLabels, Counter>,
-    /// Changes to tenants and endpoints heard from a shared store and applied.
+    /// Changes to tenants, endpoints and tokens heard from a shared store and applied.
     pub config_changes: Family<KindLabel, Counter>,
     pub pending: Gauge,
     pub in_flight: Gauge,
@@ -150,7 +150,7 @@ impl Metrics {
         let dead_letters = Counter::default();
         let api_requests = Family::<RequestLabels, Counter>::default();
         let config_changes = Family::<KindLabel, Counter>::default();
-        for kind in ["tenant", "endpoint", "any"] {
+        for kind in ["tenant", "endpoint", "token", "any"] {
             let _ = config_changes.get_or_create(&KindLabel { kind: kind.into() });
         }
         let pending = Gauge::default();
@@ -179,7 +179,7 @@ impl Metrics {
         );
         registry.register(
             "herald_config_changes",
-            "Changes to tenants and endpoints heard from a shared store and applied, by kind (tenant, endpoint, any: possibly missed)",
+            "Changes to tenants, endpoints and tokens heard from a shared store and applied, by kind (tenant, endpoint, token, any: possibly missed)",
             config_changes.clone(),
         );
         registry.register(

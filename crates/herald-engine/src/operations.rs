@@ -1,12 +1,12 @@
 //! Operations that change what is scheduled: resend, cancel, replay, and changes
-//! to endpoints and tenants (which the caches and the scheduler must hear of,
-//! whichever process sharing the store made them).
+//! to endpoints, tenants and tokens (which the caches and the scheduler must hear
+//! of, whichever process sharing the store made them).
 
 use std::sync::Arc;
 
 use herald_core::endpoint::Endpoint;
 use herald_core::{DeliveryId, EndpointId, MessageId, TenantId, ValidationError};
-use herald_store::{ConfigChange, Delivery, ReplaySelector, StoreError, Tenant};
+use herald_store::{ApiToken, ConfigChange, Delivery, ReplaySelector, StoreError, Tenant};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -180,7 +180,20 @@ impl Engine {
         Ok(())
     }
 
-    /// Follows the changes to tenants and endpoints that the store announces (made
+    /// The API token with this hash, if it exists (found tokens are kept in memory).
+    pub async fn find_token(&self, hash: &str) -> EngineResult<Option<ApiToken>> {
+        Ok(self.inner.cache.token(hash).await?)
+    }
+
+    /// Revokes a tenant's token: no process accepts it once this returns (other
+    /// processes sharing the store, once they hear of it: milliseconds).
+    pub async fn revoke_token(&self, tenant: &TenantId, id: &str) -> EngineResult<()> {
+        self.inner.store.delete_token(tenant, id).await?;
+        self.inner.cache.forget_token(id);
+        Ok(())
+    }
+
+    /// Follows the changes to tenants, endpoints and tokens that the store announces (made
     /// by any process sharing it) until `shutdown`: the caches forget them and the
     /// scheduler gets changed endpoints anew. Returns at once on a store that only
     /// this process writes.
@@ -207,6 +220,10 @@ impl Engine {
                 Ok(ConfigChange::Endpoint { tenant_id, id }) => {
                     self.endpoint_changed(&id, &tenant_id).await;
                     "endpoint"
+                }
+                Ok(ConfigChange::Token { id, .. }) => {
+                    self.inner.cache.forget_token(&id);
+                    "token"
                 }
                 Ok(ConfigChange::Any) | Err(RecvError::Lagged(_)) => {
                     for (id, tenant) in self.inner.cache.forget_all() {

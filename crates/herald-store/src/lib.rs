@@ -53,8 +53,8 @@ pub trait Store:
     async fn migrate(&self) -> StoreResult<()>;
     /// Whether the backend answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
-    /// Every change to tenants and endpoints, by any process, once committed
-    /// (PostgreSQL's LISTEN/NOTIFY); `None` where no other process can write.
+    /// Every change to tenants, endpoints and API tokens, by any process, once
+    /// committed (PostgreSQL's LISTEN/NOTIFY); `None` where no other process can write.
     fn config_changes(&self) -> Option<tokio::sync::broadcast::Receiver<ConfigChange>> {
         None
     }

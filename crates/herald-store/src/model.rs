@@ -227,14 +227,20 @@ pub enum OutcomeApplied {
     Stale,
 }
 
-/// A tenant or endpoint changed by some process (this one included), as announced
-/// by a store that several processes share.
+/// A tenant, endpoint or API token changed by some process (this one included), as
+/// announced by a store that several processes share.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConfigChange {
     Tenant(TenantId),
     Endpoint {
         tenant_id: TenantId,
         id: EndpointId,
+    },
+    /// An API token changed or was revoked (made ones need no announcement: nobody
+    /// holds what was never found).
+    Token {
+        tenant_id: TenantId,
+        id: String,
     },
     /// Announcements may have been missed (the listener was reconnecting): anything
     /// may have changed.

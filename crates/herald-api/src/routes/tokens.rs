@@ -111,8 +111,7 @@ pub async fn revoke(
     let tenant = tenant(&state, &tid).await?;
     state
         .engine
-        .store()
-        .delete_token(&tenant.id, &kid)
+        .revoke_token(&tenant.id, &kid)
         .await
         .map_err(|e| match ApiError::from(e) {
             ApiError::NotFound(_) => ApiError::NotFound("token"),

@@ -107,7 +107,7 @@ pub async fn sign_in(
                 return Ok(None);
             }
             let hash = tokens::hash(token);
-            match state.engine.store().find_token(&hash).await? {
+            match state.engine.find_token(&hash).await? {
                 Some(_) => format!("t.{hash}"),
                 None => return Ok(None),
             }
@@ -134,15 +134,7 @@ async fn session_of(state: &AppState, cookie: &str) -> Option<Session> {
     }
     let viewer = match kind {
         "a" => Viewer::Admin,
-        "t" => Viewer::Tenant(
-            state
-                .engine
-                .store()
-                .find_token(subject)
-                .await
-                .ok()??
-                .tenant_id,
-        ),
+        "t" => Viewer::Tenant(state.engine.find_token(subject).await.ok()??.tenant_id),
         _ => return None,
     };
     Some(Session {

@@ -164,26 +164,26 @@ async fn listen(
     }
 }
 
-/// Reads a config channel's payload (`{"tenant", "endpoint"?}`, see the schema).
+/// Reads a config channel's payload (`{"tenant", "endpoint" | "token"?}`, see the
+/// schema).
 fn config_change(payload: &str) -> ConfigChange {
     #[derive(serde::Deserialize)]
     struct Changed {
         tenant: String,
         endpoint: Option<String>,
+        token: Option<String>,
     }
-    match serde_json::from_str::<Changed>(payload) {
-        Ok(Changed {
-            tenant,
-            endpoint: Some(id),
-        }) => ConfigChange::Endpoint {
-            tenant_id: TenantId::from_stored(tenant),
+    let Ok(changed) = serde_json::from_str::<Changed>(payload) else {
+        return ConfigChange::Any;
+    };
+    let tenant_id = TenantId::from_stored(changed.tenant);
+    match (changed.endpoint, changed.token) {
+        (Some(id), _) => ConfigChange::Endpoint {
+            tenant_id,
             id: EndpointId::from_stored(id),
         },
-        Ok(Changed {
-            tenant,
-            endpoint: None,
-        }) => ConfigChange::Tenant(TenantId::from_stored(tenant)),
-        Err(_) => ConfigChange::Any,
+        (None, Some(id)) => ConfigChange::Token { tenant_id, id },
+        (None, None) => ConfigChange::Tenant(tenant_id),
     }
 }
 

@@ -140,8 +140,9 @@ DROP INDEX attempts_message;
     r#"
 ALTER TABLE attempts ADD COLUMN body_from_payload BOOLEAN NOT NULL DEFAULT false;
 "#,
-    // Every process keeps tenants and endpoints in memory: each change, whichever
-    // process makes it, is announced on the schema's config channel at commit.
+    // Every process keeps tenants, endpoints and found API tokens in memory: each
+    // change, whichever process makes it, is announced on the schema's config
+    // channel at commit.
     r#"
 CREATE FUNCTION herald_config_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -151,6 +152,9 @@ BEGIN
     IF TG_TABLE_NAME = 'tenants' THEN
         PERFORM pg_notify('herald_config_' || current_schema(),
             json_build_object('tenant', r.id)::text);
+    ELSIF TG_TABLE_NAME = 'tokens' THEN
+        PERFORM pg_notify('herald_config_' || current_schema(),
+            json_build_object('tenant', r.tenant_id, 'token', r.id)::text);
     ELSE
         PERFORM pg_notify('herald_config_' || current_schema(),
             json_build_object('tenant', r.tenant_id, 'endpoint', r.id)::text);
@@ -162,10 +166,13 @@ CREATE TRIGGER tenants_changed AFTER INSERT OR UPDATE OR DELETE ON tenants
     FOR EACH ROW EXECUTE FUNCTION herald_config_changed();
 CREATE TRIGGER endpoints_changed AFTER INSERT OR UPDATE OR DELETE ON endpoints
     FOR EACH ROW EXECUTE FUNCTION herald_config_changed();
+CREATE TRIGGER tokens_changed AFTER UPDATE OR DELETE ON tokens
+    FOR EACH ROW EXECUTE FUNCTION herald_config_changed();
 "#,
 ];
 
-/// The channels of a schema: work nobody owns yet, and changed tenants and endpoints.
+/// The channels of a schema: work nobody owns yet, and changed tenants, endpoints
+/// and tokens.
 pub(crate) fn channels(schema: &str) -> (String, String) {
     (
         format!("herald_work_{schema}"),

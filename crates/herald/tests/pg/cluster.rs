@@ -301,3 +301,33 @@ async fn a_change_made_while_a_process_was_not_listening_still_reaches_it() {
     .await;
 }
 }
+
+herald_test! {
+async fn a_token_revoked_through_one_process_is_refused_by_another() {
+    const ADMIN: &str = "cluster-admin-token";
+    let schema = test_schema().await.unwrap();
+    let env = [("HERALD_ADMIN_TOKEN", ADMIN), ("HERALD_DATABASE_POOL_SIZE", "4")];
+    let one = Process::start(&schema.url(), &[], &env).await;
+    let other = Process::start(&schema.url(), &[], &env).await;
+    let http = reqwest::Client::new();
+    let made = http.post(format!("{}/api/v1/tenants", one.base())).bearer_auth(ADMIN).json(&json!({"id": "acme"})).send().await.unwrap();
+    assert!(made.status().is_success());
+    let token: Value = http.post(format!("{}/api/v1/tenants/acme/tokens", one.base())).bearer_auth(ADMIN).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let secret = token["token"].as_str().unwrap().to_string();
+    let status = |base: String| {
+        let (http, secret) = (http.clone(), secret.clone());
+        async move {
+            http.get(format!("{base}/api/v1/tenants/acme/endpoints")).bearer_auth(secret).send().await.unwrap().status().as_u16()
+        }
+    };
+    // The other process now holds the token in memory.
+    assert_eq!(status(other.base()).await, 200);
+    let revoked = http.delete(format!("{}/api/v1/tenants/acme/tokens/{}", one.base(), token["id"].as_str().unwrap())).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(revoked.status().as_u16(), 204);
+    assert_eq!(status(one.base()).await, 401, "refused at once where it was revoked");
+    eventually("the other process to refuse the revoked token", Duration::from_secs(10), || async {
+        (status(other.base()).await == 401).then_some(())
+    })
+    .await;
+}
+}
