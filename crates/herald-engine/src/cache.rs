@@ -58,6 +58,19 @@ impl Cache {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Puts a read into `map` unless something was forgotten since it began (`seen`).
+    fn keep<K, V>(
+        &self,
+        map: &RwLock<HashMap<K, V>>,
+        seen: u64,
+        put: impl FnOnce(&mut HashMap<K, V>),
+    ) {
+        let mut map = write(map);
+        if self.generation() == seen {
+            put(&mut map);
+        }
+    }
+
     /// The tenant's settings and endpoints; `None` when the tenant does not exist.
     pub async fn tenant(&self, id: &TenantId) -> StoreResult<Option<TenantEntry>> {
         if let Some(entry) = read(&self.tenants).get(id) {
@@ -74,12 +87,11 @@ impl Cache {
                     .into_iter()
                     .map(Arc::new)
                     .collect();
-                let mut by_id = write(&self.endpoints);
-                if self.generation() == seen {
+                self.keep(&self.endpoints, seen, |by_id| {
                     for e in &endpoints {
                         by_id.insert(e.id.clone(), e.clone());
                     }
-                }
+                });
                 Some(TenantEntry {
                     retry_policy: tenant.retry_policy,
                     endpoints: Arc::new(endpoints),
@@ -88,10 +100,9 @@ impl Cache {
         };
         // Cache only what exists: a tenant created by another path is then found.
         if entry.is_some() {
-            let mut tenants = write(&self.tenants);
-            if self.generation() == seen {
+            self.keep(&self.tenants, seen, |tenants| {
                 tenants.insert(id.clone(), entry.clone());
-            }
+            });
         }
         Ok(entry)
     }
@@ -103,16 +114,11 @@ impl Cache {
         let seen = self.generation();
         let found = self.store.get_endpoint(id).await?.map(Arc::new);
         if let Some(e) = &found {
-            self.keep_endpoint(id, e, seen);
+            self.keep(&self.endpoints, seen, |endpoints| {
+                endpoints.insert(id.clone(), e.clone());
+            });
         }
         Ok(found)
-    }
-
-    fn keep_endpoint(&self, id: &EndpointId, endpoint: &Arc<Endpoint>, seen: u64) {
-        let mut endpoints = write(&self.endpoints);
-        if self.generation() == seen {
-            endpoints.insert(id.clone(), endpoint.clone());
-        }
     }
 
     /// Reads an endpoint changed elsewhere (by the store on its own, or by another
@@ -129,12 +135,7 @@ impl Cache {
             endpoints.remove(id);
         }
         self.forget_tenant(tenant);
-        let seen = self.generation();
-        let found = self.store.get_endpoint(id).await?.map(Arc::new);
-        if let Some(e) = &found {
-            self.keep_endpoint(id, e, seen);
-        }
-        Ok(found)
+        self.endpoint(id).await
     }
 
     /// Forgets what is known of a tenant (its settings or its endpoint list changed,
@@ -155,10 +156,9 @@ impl Cache {
         let seen = self.generation();
         let found = self.store.find_token(hash).await?;
         if let Some(token) = &found {
-            let mut tokens = write(&self.tokens);
-            if self.generation() == seen {
+            self.keep(&self.tokens, seen, |tokens| {
                 tokens.insert(hash.to_string(), token.clone());
-            }
+            });
         }
         Ok(found)
     }
